@@ -1,0 +1,116 @@
+// Package tokenstore keeps amoCRM OAuth token pairs, API-key hashes, pending
+// exchanges, exchange attempts and emulated auth.php sessions durably, with an
+// in-memory cache in front so that the hot path never reads the disk.
+//
+// It knows nothing of amoCRM's protocol or of Caddy: it stores what it is given.
+package tokenstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist (or has expired).
+var ErrNotFound = errors.New("tokenstore: not found")
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("tokenstore: closed")
+
+// Token is one user's OAuth pair, bound to (Account, Login) and to the keyed
+// hash of the API key it was obtained with.
+//
+// A *Token returned by the store is shared and must be treated as read-only:
+// to change it, copy it, change the copy and Put it.
+type Token struct {
+	Account string `json:"account"` // amoCRM subdomain, e.g. "acme"
+	Login   string `json:"login"`   // the user's login (e-mail), as sent by the client
+
+	// KeyHash is the store's keyed hash (see Store.HashKey) of the API key
+	// the pair was obtained with. Never the key itself.
+	KeyHash []byte `json:"key_hash"`
+
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	Expiry       time.Time `json:"expiry"`    // when AccessToken expires
+	IssuedAt     time.Time `json:"issued_at"` // when this pair (and so RefreshToken) was obtained
+	LastUsed     time.Time `json:"last_used"` // last time a request was served with it (approximate)
+}
+
+// Session is an emulated auth.php session: a random cookie value that stands
+// for a user's credentials until Expires.
+type Session struct {
+	Account string    `json:"account"`
+	Login   string    `json:"login"`
+	Expires time.Time `json:"expires"`
+}
+
+// Pending is an exchange_api_key call that has been made and whose
+// authorization code has not arrived yet. It is looked up by its state.
+type Pending struct {
+	State   string    `json:"-"` // the random state sent to amoCRM; stored only as a hash
+	Account string    `json:"account"`
+	Login   string    `json:"login"`
+	BaseURL string    `json:"base_url"` // where the code grant must be sent (the account's API base)
+	KeyHash []byte    `json:"key_hash"` // hash of the key that was exchanged
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"` // after this the state is unknown
+}
+
+// Attempt records the last exchange_api_key call for one user, so that amoCRM's
+// limit (one exchange per user per 5 minutes) holds across restarts, and so
+// that a key amoCRM rejected is remembered as wrong.
+type Attempt struct {
+	Account  string    `json:"account"`
+	Login    string    `json:"login"`
+	At       time.Time `json:"at"`
+	KeyHash  []byte    `json:"key_hash"` // the key that was tried
+	Rejected bool      `json:"rejected"` // amoCRM answered that the key is wrong
+}
+
+// Store is the durable home of tokens and the state around them.
+// Implementations must be safe for concurrent use.
+type Store interface {
+	// Get returns the user's token. The hot path: served from memory.
+	Get(ctx context.Context, account, login string) (*Token, error)
+	// Put stores t durably (the write is synced before Put returns) and then
+	// makes it visible to Get.
+	Put(ctx context.Context, t *Token) error
+	// Delete removes the user's token. Deleting a missing token is not an error.
+	Delete(ctx context.Context, account, login string) error
+	// List calls fn for every stored token, in no particular order, until fn
+	// returns an error, which List then returns.
+	List(ctx context.Context, fn func(*Token) error) error
+	// Touch records that the user's token was just used. Cheap (memory only);
+	// the store persists it lazily.
+	Touch(account, login string, at time.Time)
+
+	// PutSession stores a session under id (only a hash of id is written).
+	PutSession(ctx context.Context, id string, s Session) error
+	// GetSession returns the session, or ErrNotFound if missing or expired.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// DeleteSession removes a session.
+	DeleteSession(ctx context.Context, id string) error
+
+	// PutPending records a pending exchange under p.State (hashed).
+	PutPending(ctx context.Context, p Pending) error
+	// TakePending returns and removes the pending exchange for state
+	// atomically: a state can be taken once. ErrNotFound if unknown or expired.
+	TakePending(ctx context.Context, state string) (Pending, error)
+
+	// PutAttempt records the last exchange attempt for a user.
+	PutAttempt(ctx context.Context, a Attempt) error
+	// GetAttempt returns the last exchange attempt for a user, or ErrNotFound.
+	GetAttempt(ctx context.Context, account, login string) (Attempt, error)
+
+	// Sweep removes expired sessions and pending exchanges and persists
+	// last-use times; it returns how many records it removed.
+	Sweep(ctx context.Context, now time.Time) (int, error)
+
+	// HashKey returns the store's keyed hash (HMAC-SHA256 with a secret kept
+	// in the store) of an API key. Compare results with subtle.ConstantTimeCompare.
+	HashKey(apiKey string) []byte
+
+	// Close flushes and closes the store.
+	Close() error
+}
