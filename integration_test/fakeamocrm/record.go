@@ -20,10 +20,10 @@ type Stats struct {
 	RefreshReuse    int // refresh tokens presented a second time (also in RefreshErrors)
 	RefreshErrors   int // failed refresh_token grants
 
-	APIRequests int            // requests to /api/... and /private/... of a known account
-	API401      int            // of them, answered 401 for a bad or absent Bearer token
-	RateLimited int            // of them, answered 429 because of RateLimit
-	Violations  int            // len(Violations())
+	APIRequests  int            // requests to /api/... and /private/... of a known account
+	API401       int            // of them, answered 401 for a bad or absent Bearer token
+	RateLimited  int            // of them, answered 429 because of RateLimit
+	Violations   int            // len(Violations())
 	MaxPerSecond map[string]int // per account: the most API requests seen in one wall-clock second
 
 	CallbacksDelivered int // the Redirect URI answered 2xx
@@ -49,12 +49,12 @@ type Recorded struct {
 
 // Violation kinds.
 const (
-	ViolationCredential     = "legacy_credential"  // USER_LOGIN/USER_HASH/login+api_key/session_id cookie reached amoCRM
-	ViolationAuthPHP        = "auth_php"           // /private/api/auth.php was called
-	ViolationRefreshReuse   = "refresh_reuse"      // a refresh token was spent twice
-	ViolationCodeReuse      = "code_reuse"         // an authorization code was presented twice
+	ViolationCredential       = "legacy_credential"  // USER_LOGIN/USER_HASH/login+api_key/session_id cookie reached amoCRM
+	ViolationAuthPHP          = "auth_php"           // /private/api/auth.php was called
+	ViolationRefreshReuse     = "refresh_reuse"      // a refresh token was spent twice
+	ViolationCodeReuse        = "code_reuse"         // an authorization code was presented twice
 	ViolationExchangeTooOften = "exchange_too_often" // exchange_api_key twice for one user inside ExchangeInterval
-	ViolationUnknownAccount = "unknown_account"    // a request for an account that does not exist
+	ViolationUnknownAccount   = "unknown_account"    // a request for an account that does not exist
 )
 
 // Violation is something the proxy did that it must never do. It never holds a

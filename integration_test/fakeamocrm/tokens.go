@@ -83,7 +83,7 @@ func (s *Server) newAccessToken(a *account, u *user, now, exp time.Time) string 
 	claims, _ := json.Marshal(jwtClaims{
 		Aud: s.opts.ClientID, Jti: randomHex(16), Iat: now.Unix(), Nbf: now.Unix(), Exp: exp.Unix(),
 		Sub: strconv.FormatInt(u.id, 10), AccountID: a.ID, BaseDomain: s.opts.BaseDomain, Version: 2,
-		Scopes: []string{"crm", "files", "files_delete", "notifications", "push_notifications"},
+		Scopes:   []string{"crm", "files", "files_delete", "notifications", "push_notifications"},
 		HashUUID: randomHex(16), APIDomain: s.opts.APIDomain,
 	})
 	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
