@@ -1,0 +1,248 @@
+package tokenstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// ErrLocked is returned (wrapped) by Open when the store's directory is
+// already open, by another process or by an earlier Open in this process
+// that has not been closed. Test for it with errors.Is.
+var ErrLocked = errors.New("tokenstore: store directory is in use by another process")
+
+// ErrEncryptionKey is returned (wrapped) by Open when the encryption key does
+// not open the store: the key is wrong, or the store was created with a key
+// and none was given, or without one and a key was given. Nothing in the
+// directory is changed. Test for it with errors.Is.
+var ErrEncryptionKey = errors.New("tokenstore: encryption key does not match the store " +
+	"(wrong key, or the store was created with a different encryption setting)")
+
+// DefaultAttemptTTL is how long an Attempt is kept when Options.AttemptTTL is 0.
+const DefaultAttemptTTL = 24 * time.Hour
+
+// Options configures Open.
+type Options struct {
+	Path          string      // directory (created 0700)
+	EncryptionKey []byte      // nil, or 16/24/32 bytes: AES encryption at rest
+	InMemory      bool        // tests only: nothing is written to disk; Path must be ""
+	Logger        *zap.Logger // Badger's own logs go here (warnings and errors only); nil = discard
+
+	// AttemptTTL is how long after its At an Attempt is kept; 0 means
+	// DefaultAttemptTTL. It bounds the records that exchanges for unknown
+	// or mistyped logins leave behind.
+	AttemptTTL time.Duration
+}
+
+// Badger is the Store kept in a Badger database, with an in-memory cache of
+// tokens in front. Create it with Open.
+type Badger struct {
+	db         *badger.DB
+	lock       *dirLock // our own lock on the directory (nil in memory)
+	secret     []byte   // HMAC key of HashKey
+	attemptTTL time.Duration
+
+	cache   cache
+	hmacs   sync.Pool // of hash.Hash (HMAC-SHA256 keyed with secret)
+	closed  atomic.Bool
+	gate    gate // counts the operations that use db, so Close can wait for them
+	sweepMu sync.Mutex
+}
+
+var _ Store = (*Badger)(nil)
+
+// Badger tuning for a small key-value store (thousands to a few hundred
+// thousand records of a few KiB): small memtables and log files so that an
+// empty store takes a few MiB, not the GiBs of Badger's defaults.
+const (
+	memTableSize     = 4 << 20
+	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
+	baseTableSize    = 1 << 20
+	baseLevelSize    = 8 << 20
+	valueLogFileSize = 4 << 20
+	valueThreshold   = 64 << 10 // every record here is far smaller: values stay in the LSM tree
+	blockCacheSize   = 8 << 20
+	indexCacheSize   = 4 << 20
+)
+
+// Open opens (creating it if needed) the store in o.Path, or an empty
+// in-memory store if o.InMemory. A directory already in use fails with an
+// error wrapping ErrLocked; a key that does not open it, with one wrapping
+// ErrEncryptionKey.
+func Open(o Options) (*Badger, error) {
+	switch n := len(o.EncryptionKey); n {
+	case 0, 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("tokenstore: encryption key is %d bytes long, want 16, 24 or 32", n)
+	}
+	if o.InMemory && o.Path != "" {
+		return nil, errors.New("tokenstore: InMemory store given a Path")
+	}
+	if !o.InMemory && o.Path == "" {
+		return nil, errors.New("tokenstore: no Path for the store")
+	}
+	if o.AttemptTTL < 0 {
+		return nil, errors.New("tokenstore: negative AttemptTTL")
+	}
+
+	var lock *dirLock
+	if !o.InMemory {
+		if err := os.MkdirAll(o.Path, 0o700); err != nil {
+			return nil, fmt.Errorf("tokenstore: create store directory: %w", err)
+		}
+		if fi, err := os.Stat(o.Path); err == nil && fi.Mode().Perm()&0o077 != 0 && o.Logger != nil {
+			o.Logger.Warn("token store directory is readable by other users; consider chmod 0700",
+				zap.String("path", o.Path), zap.Stringer("mode", fi.Mode().Perm()))
+		}
+		var err error
+		if lock, err = lockDir(o.Path); err != nil {
+			return nil, err
+		}
+	}
+
+	db, err := badger.Open(badgerOptions(o))
+	if err != nil {
+		lock.release()
+		return nil, openError(o.Path, err)
+	}
+	s := &Badger{db: db, lock: lock, attemptTTL: o.AttemptTTL}
+	if s.attemptTTL == 0 {
+		s.attemptTTL = DefaultAttemptTTL
+	}
+	s.cache.init()
+	if s.secret, err = s.loadSecret(); err != nil {
+		_ = db.Close()
+		lock.release()
+		return nil, err
+	}
+	s.hmacs.New = s.newHMAC
+	return s, nil
+}
+
+// badgerOptions translates o into Badger's options.
+func badgerOptions(o Options) badger.Options {
+	bo := badger.DefaultOptions(o.Path).
+		WithInMemory(o.InMemory).
+		WithSyncWrites(true).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(2).
+		WithBaseTableSize(baseTableSize).
+		WithBaseLevelSize(baseLevelSize).
+		WithValueLogFileSize(valueLogFileSize).
+		WithValueThreshold(valueThreshold).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(true).
+		WithNumVersionsToKeep(1).
+		WithEncryptionKey(o.EncryptionKey).
+		WithLogger(newBadgerLogger(o.Logger))
+	if o.InMemory {
+		bo = bo.WithDir("").WithValueDir("").
+			WithMemTableSize(memTableSizeMem).
+			WithBlockCacheSize(1 << 20).
+			WithIndexCacheSize(1 << 20)
+	}
+	return bo
+}
+
+// openError turns Badger's Open errors into ours. Badger formats most of
+// its errors as text (they do not wrap), so the lock is also recognised by
+// its message in case our own lock could not see it.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
+		return fmt.Errorf("tokenstore: open %s: %w", path, ErrEncryptionKey)
+	case isBadgerLockError(err):
+		return fmt.Errorf("tokenstore: open %s: %w", path, ErrLocked)
+	}
+	return fmt.Errorf("tokenstore: open %s: %w", path, err)
+}
+
+// isBadgerLockError reports whether err is Badger's "directory in use"
+// error, which Badger returns as text only.
+func isBadgerLockError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock")
+}
+
+// Close persists last-use times, then flushes and closes the database. Every
+// method called after Close returns ErrClosed (Close too); Close waits for
+// operations in progress to finish.
+func (s *Badger) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	s.gate.close()
+	s.sweepMu.Lock()
+	_, perr := s.persistLastUsed()
+	s.sweepMu.Unlock()
+	err := s.db.Close()
+	s.lock.release()
+	if err != nil {
+		return fmt.Errorf("tokenstore: close: %w", err)
+	}
+	if perr != nil {
+		return fmt.Errorf("tokenstore: close: persist last use: %w", perr)
+	}
+	return nil
+}
+
+// enter marks the start of an operation that uses the database; it fails
+// with ErrClosed once Close has begun. Every successful enter needs an exit.
+func (s *Badger) enter() error {
+	if !s.gate.enter() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Badger) exit() { s.gate.exit() }
+
+// gate counts operations in progress and lets Close wait for them. Unlike a
+// RWMutex it may be entered recursively (List's callback may call the
+// store) without deadlocking against a waiting Close.
+type gate struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	n      int
+	closed bool
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) exit() {
+	g.mu.Lock()
+	g.n--
+	if g.n == 0 && g.closed && g.cond.L != nil {
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// close stops new entries and waits until every operation has exited.
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	g.cond.L = &g.mu
+	for g.n > 0 {
+		g.cond.Wait()
+	}
+}

@@ -1,0 +1,40 @@
+package tokenstore
+
+import (
+	"fmt"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// badgerLogger routes Badger's logs to zap at warning level and above;
+// Badger's info and debug chatter is dropped.
+type badgerLogger struct{ l *zap.Logger }
+
+// newBadgerLogger returns a Badger logger writing to l, or one that
+// discards everything if l is nil.
+func newBadgerLogger(l *zap.Logger) *badgerLogger {
+	if l == nil {
+		return &badgerLogger{}
+	}
+	return &badgerLogger{l: l.Named("badger")}
+}
+
+func (b *badgerLogger) Errorf(f string, v ...any) {
+	if b.l != nil {
+		b.l.Error(badgerMessage(f, v))
+	}
+}
+
+func (b *badgerLogger) Warningf(f string, v ...any) {
+	if b.l != nil {
+		b.l.Warn(badgerMessage(f, v))
+	}
+}
+
+func (*badgerLogger) Infof(string, ...any)  {}
+func (*badgerLogger) Debugf(string, ...any) {}
+
+func badgerMessage(f string, v []any) string {
+	return strings.TrimSpace(fmt.Sprintf(f, v...))
+}

@@ -1,0 +1,236 @@
+package tokenstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// sweepBatch is how many deletions Sweep commits in one transaction.
+const sweepBatch = 512
+
+// Sweep removes sessions and pending exchanges whose Expires is not after
+// now (Badger drops records past their TTL by itself, and those are not
+// counted), then persists the last-use times recorded by Touch. It returns
+// how many records it removed.
+func (s *Badger) Sweep(ctx context.Context, now time.Time) (int, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.exit()
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	removed := 0
+	for _, prefix := range []string{prefixSession, prefixPending} {
+		n, err := s.sweepExpired(ctx, prefix, now)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return removed, err
+	}
+	if _, err := s.persistLastUsed(); err != nil {
+		return removed, fmt.Errorf("tokenstore: persist last use: %w", err)
+	}
+	return removed, nil
+}
+
+// expiring is the part of a session or pending record Sweep needs.
+type expiring struct {
+	Expires time.Time `json:"expires"`
+}
+
+func (e expiring) expired(now time.Time) bool { return !e.Expires.After(now) }
+
+// sweepExpired deletes the records under prefix that expired by now.
+func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time) (int, error) {
+	var expired [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var e expiring
+			item := it.Item()
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if e.expired(now) {
+				expired = append(expired, item.KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("tokenstore: sweep: %w", err)
+	}
+	removed := 0
+	for len(expired) > 0 {
+		batch := expired[:min(sweepBatch, len(expired))]
+		expired = expired[len(batch):]
+		n, err := s.deleteExpired(batch, now)
+		removed += n
+		if err != nil {
+			return removed, fmt.Errorf("tokenstore: sweep: %w", err)
+		}
+	}
+	return removed, nil
+}
+
+// deleteExpired deletes those of keys that are still expired, reading each
+// again in the deleting transaction so that one rewritten meanwhile (a
+// conflict, then retried) survives.
+func (s *Badger) deleteExpired(keys [][]byte, now time.Time) (int, error) {
+	for try := 0; ; try++ {
+		n := 0
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for _, key := range keys {
+				item, err := txn.Get(key)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				var e expiring
+				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+					return err
+				}
+				if !e.expired(now) {
+					continue
+				}
+				if err := txn.Delete(key); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrConflict) && try < maxTakeTries {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// touched is a cached token whose last use is newer than the persisted one.
+type touched struct {
+	k   ukey
+	tok *Token
+	at  int64
+}
+
+// persistLastUsed writes the last-use times recorded by Touch, shard by
+// shard, each shard in as few synced transactions as fit. A token is
+// rewritten only if the database still holds the same pair: a newer token
+// is never overwritten. It returns how many tokens it updated. Needs sweepMu.
+func (s *Badger) persistLastUsed() (int, error) {
+	updated := 0
+	for i := range s.cache.shards {
+		n, err := s.persistShard(&s.cache.shards[i])
+		updated += n
+		if err != nil {
+			return updated, err
+		}
+	}
+	return updated, nil
+}
+
+func (s *Badger) persistShard(sh *shard) (int, error) {
+	var todo []touched
+	sh.mu.RLock()
+	for k, e := range sh.pos {
+		if at := e.lastUsed.Load(); at > nanos(e.tok.LastUsed) {
+			todo = append(todo, touched{k, e.tok, at})
+		}
+	}
+	sh.mu.RUnlock()
+	if len(todo) == 0 {
+		return 0, nil
+	}
+
+	sh.wmu.Lock() // no Put or Delete of this shard's tokens until we are done
+	defer sh.wmu.Unlock()
+	type rewrite struct {
+		k        ukey
+		old, new *Token
+	}
+	updated := 0
+	for len(todo) > 0 {
+		var written []rewrite
+		var done int
+		err := s.db.Update(func(txn *badger.Txn) error {
+			written, done = written[:0], 0
+			for _, t := range todo {
+				nt, err := storedWithLastUsed(txn, t)
+				if err != nil {
+					return err
+				}
+				if nt != nil {
+					val, err := json.Marshal(nt)
+					if err != nil {
+						return err
+					}
+					err = txn.Set(pairKey(prefixToken, t.k.account, t.k.login), val)
+					if errors.Is(err, badger.ErrTxnTooBig) && done > 0 {
+						return nil // commit what fits; the rest in the next transaction
+					}
+					if err != nil {
+						return err
+					}
+					written = append(written, rewrite{t.k, t.tok, nt})
+				}
+				done++
+			}
+			return nil
+		})
+		if err != nil {
+			return updated, err
+		}
+		sh.mu.Lock()
+		for _, w := range written {
+			if e, ok := sh.pos[w.k]; ok && e.tok == w.old {
+				e.tok = w.new
+			}
+		}
+		sh.mu.Unlock()
+		updated += len(written)
+		todo = todo[done:]
+	}
+	return updated, nil
+}
+
+// storedWithLastUsed returns a copy of the stored token with LastUsed
+// advanced to t.at, or nil if there is nothing to write: no token, another
+// pair than t's (a newer token: keep it as it is), or a LastUsed as recent.
+func storedWithLastUsed(txn *badger.Txn, t touched) (*Token, error) {
+	item, err := txn.Get(pairKey(prefixToken, t.k.account, t.k.login))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	stored := new(Token)
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, stored) }); err != nil {
+		return nil, fmt.Errorf("decode token: %w", err)
+	}
+	if !samePair(stored, t.tok) || nanos(stored.LastUsed) >= t.at {
+		return nil, nil
+	}
+	stored.LastUsed = time.Unix(0, t.at)
+	return stored, nil
+}
