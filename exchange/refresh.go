@@ -1,0 +1,159 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/amobridge/amobridge/tokenstore"
+)
+
+// refresh runs (or joins) the user's refresh flight. stale is the access
+// token the caller holds as used up; if the store already has another valid
+// one, that is the answer and no refresh token is spent.
+//
+// Errors: KindWrongKey wrapping errDeadRefresh (the pair is dead and now
+// marked so) or errNoToken (no token any more); KindTimeout if ctx ends;
+// else the failure (KindUpstream, KindLimited, KindInternal), with the
+// stored pair untouched.
+func (b *Broker) refresh(ctx context.Context, a Account, login, stale string) (*tokenstore.Token, error) {
+	ch := b.refreshes.DoChan(userKey(a.Name, login), func() (any, error) {
+		return b.runRefresh(a, login, stale)
+	})
+	select {
+	case r := <-ch:
+		t, _ := r.Val.(*tokenstore.Token)
+		return t, r.Err
+	case <-ctx.Done():
+		return nil, ctxErr("refresh", ctx)
+	}
+}
+
+// runRefresh is the body of a user's refresh flight, under the broker's
+// context. The refresh token it spends is the one in the store now, and the
+// new pair is stored (synced) before anyone gets the new access token.
+func (b *Broker) runRefresh(a Account, login, stale string) (*tokenstore.Token, error) {
+	const op = "refresh"
+	done, ok := b.track()
+	if !ok {
+		return nil, newErr(KindInternal, op, ErrClosed)
+	}
+	defer done()
+	c := b.cfg.Load()
+	ctx := b.ctx
+	uk := userKey(a.Name, login)
+	log := c.Logger.With(userFields(a.Name, login)...)
+	now := c.Now()
+
+	cur, err := b.store.Get(ctx, a.Name, login)
+	if errors.Is(err, tokenstore.ErrNotFound) {
+		return nil, newErr(KindWrongKey, op, errNoToken)
+	} else if err != nil {
+		return nil, newErr(KindInternal, op, err)
+	}
+	if !sameSecret(cur.AccessToken, stale) && fresh(cur, now, c.RefreshAhead) {
+		return cur, nil // refreshed (or exchanged) by someone else meanwhile
+	}
+	if cur.RefreshToken == "" {
+		return nil, newErr(KindWrongKey, op, errDeadRefresh)
+	}
+	spent := cur.RefreshToken
+
+	log.Debug("refreshing the access token", zap.Time("expiry", cur.Expiry))
+	gctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ot, fail, e := grant(gctx, c, a.BaseURL, grantBody{GrantType: "refresh_token", RefreshToken: spent}, now)
+	cancel()
+	if e != nil {
+		if fail == failDead {
+			log.Warn("refresh token is dead; the user's next request with the key exchanges again", zap.Error(e))
+			b.markDead(a, login, spent)
+			return nil, &Error{Kind: KindWrongKey, Op: op, Err: errDeadRefresh}
+		}
+		b.noteFailure(uk, now)
+		log.Warn("refresh failed; the stored pair is kept", zap.Error(e))
+		return nil, e
+	}
+
+	nt := *cur
+	nt.KeyHash = append([]byte(nil), cur.KeyHash...)
+	nt.AccessToken, nt.RefreshToken = ot.AccessToken, ot.RefreshToken
+	nt.Expiry, nt.IssuedAt = ot.Expiry, now
+
+	mu := b.stripe(uk)
+	mu.Lock()
+	latest, err := b.store.Get(ctx, a.Name, login)
+	switch {
+	case err == nil && latest.RefreshToken == spent:
+		err = b.store.Put(ctx, &nt)
+		mu.Unlock()
+		if err != nil {
+			log.Error("refreshed pair not stored; the user must exchange again", zap.Error(err))
+			return nil, newErr(KindInternal, op, err)
+		}
+		b.clearFailure(uk)
+		log.Info("access token refreshed", zap.Time("expiry", nt.Expiry))
+		return &nt, nil
+	case err == nil:
+		mu.Unlock()
+		log.Info("token replaced during the refresh; keeping the newer one")
+		return latest, nil
+	case errors.Is(err, tokenstore.ErrNotFound):
+		mu.Unlock()
+		log.Info("token revoked during the refresh")
+		return nil, newErr(KindWrongKey, op, errNoToken)
+	default:
+		mu.Unlock()
+		return nil, newErr(KindInternal, op, err)
+	}
+}
+
+// markDead keeps the user's record (its key hash and whatever the access
+// token is still worth) but forgets the dead refresh token, if it is still
+// the stored one.
+func (b *Broker) markDead(a Account, login, spent string) {
+	b.updateToken(a, login, func(t *tokenstore.Token) bool {
+		if t.RefreshToken != spent {
+			return false
+		}
+		t.RefreshToken = ""
+		return true
+	})
+}
+
+// dropAccess forgets an access token amoCRM rejected when no refresh can
+// replace it, so that the next Token call exchanges instead of serving it.
+func (b *Broker) dropAccess(a Account, login, rejected string) {
+	b.updateToken(a, login, func(t *tokenstore.Token) bool {
+		if t.RefreshToken != "" || !sameSecret(t.AccessToken, rejected) {
+			return false
+		}
+		t.AccessToken = ""
+		t.Expiry = time.Time{}
+		return true
+	})
+}
+
+// updateToken changes a copy of the stored token with fn and stores it if
+// fn says so, under the user's write lock.
+func (b *Broker) updateToken(a Account, login string, fn func(*tokenstore.Token) bool) {
+	c := b.cfg.Load()
+	mu := b.stripe(userKey(a.Name, login))
+	mu.Lock()
+	defer mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
+	defer cancel()
+	cur, err := b.store.Get(ctx, a.Name, login)
+	if err != nil {
+		return
+	}
+	t := *cur
+	t.KeyHash = append([]byte(nil), cur.KeyHash...)
+	if !fn(&t) {
+		return
+	}
+	if err := b.store.Put(ctx, &t); err != nil {
+		c.Logger.Error("cannot update the stored token", append(userFields(a.Name, login), zap.Error(err))...)
+	}
+}

@@ -1,0 +1,229 @@
+package exchange
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"time"
+
+	"github.com/amobridge/amobridge/tokenstore"
+)
+
+// Token returns the user's token for a request that presented key.
+//
+// The hot path (a stored token whose key hash matches and whose access token
+// is valid beyond RefreshAhead) reads memory only. A token near expiry is
+// refreshed (one refresh per user); a user without a token gets an exchange
+// (one per user, all concurrent callers wait for it). A key that does not
+// match the stored one is wrong (KindWrongKey) unless an exchange with it is
+// allowed and succeeds, in which case its token replaces the old one; a
+// wrong key never gets and never evicts the working token.
+//
+// The returned token is shared: treat it as read-only.
+func (b *Broker) Token(ctx context.Context, a Account, login, key string) (*tokenstore.Token, error) {
+	if login == "" || key == "" {
+		return nil, &Error{Kind: KindWrongKey, Op: "token", Err: errors.New("empty login or key")}
+	}
+	c := b.cfg.Load()
+	kh := b.store.HashKey(key)
+	t, err := b.store.Get(ctx, a.Name, login)
+	if err == nil && keyMatches(t, kh) {
+		if now := c.Now(); fresh(t, now, c.RefreshAhead) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+	}
+	return b.tokenSlow(ctx, c, a, login, key, kh, t, err)
+}
+
+// tokenSlow is Token beyond the hot path. t and err are the store's answer.
+func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key string, kh []byte, t *tokenstore.Token, err error) (*tokenstore.Token, error) {
+	const op = "token"
+	if a.Name == "" || a.BaseURL == "" {
+		return nil, newErr(KindInternal, op, errors.New("account without name or base URL"))
+	}
+	b.rememberBase(a)
+	uk := userKey(a.Name, login)
+	for turn := 0; turn < 4; turn++ {
+		if err != nil {
+			if !errors.Is(err, tokenstore.ErrNotFound) {
+				return nil, newErr(KindInternal, op, err)
+			}
+			return b.exchange(ctx, c, a, login, key, kh, false)
+		}
+		now := c.Now()
+		if !keyMatches(t, kh) {
+			// Wrong, unless amoCRM accepts it in an exchange (a new password).
+			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, true); e != nil {
+				return nil, e
+			}
+			return b.exchange(ctx, c, a, login, key, kh, true)
+		}
+		if fresh(t, now, c.RefreshAhead) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+		if t.RefreshToken == "" {
+			// The pair is dead: exchange the (right) key again if allowed,
+			// meanwhile serve what is left of the access token.
+			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, false); e != nil {
+				if alive(t, now) {
+					b.store.Touch(a.Name, login, now)
+					return t, nil
+				}
+				return nil, e
+			}
+			return b.exchange(ctx, c, a, login, key, kh, false)
+		}
+		if alive(t, now) && b.backingOff(uk, now) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+		nt, rerr := b.refresh(ctx, a, login, t.AccessToken)
+		switch {
+		case rerr == nil:
+			if keyMatches(nt, kh) && alive(nt, now) {
+				b.store.Touch(a.Name, login, now)
+				return nt, nil
+			}
+			t = nt // replaced meanwhile: judge the key again
+		case errors.Is(rerr, errDeadRefresh):
+			t, err = b.store.Get(ctx, a.Name, login)
+		case errors.Is(rerr, errNoToken):
+			t, err = nil, tokenstore.ErrNotFound
+		case ctx.Err() != nil:
+			return nil, rerr
+		default:
+			// amoCRM down or confused: the stored pair is untouched, and the
+			// access token serves while it lasts.
+			if alive(t, now) {
+				b.store.Touch(a.Name, login, now)
+				return t, nil
+			}
+			return nil, rerr
+		}
+	}
+	return nil, newErr(KindInternal, op, errTooManyTurns)
+}
+
+// SessionToken returns the token of a user whose emulated session already
+// proved the key: Token without the key check. A user without a usable
+// token gets KindWrongKey (the client must present its key again).
+func (b *Broker) SessionToken(ctx context.Context, a Account, login string) (*tokenstore.Token, error) {
+	c := b.cfg.Load()
+	t, err := b.store.Get(ctx, a.Name, login)
+	if err == nil {
+		if now := c.Now(); fresh(t, now, c.RefreshAhead) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+	}
+	return b.sessionSlow(ctx, c, a, login, t, err)
+}
+
+func (b *Broker) sessionSlow(ctx context.Context, c *Config, a Account, login string, t *tokenstore.Token, err error) (*tokenstore.Token, error) {
+	const op = "session token"
+	if err != nil {
+		if errors.Is(err, tokenstore.ErrNotFound) {
+			return nil, newErr(KindWrongKey, op, errNoToken)
+		}
+		return nil, newErr(KindInternal, op, err)
+	}
+	if a.BaseURL == "" {
+		return nil, newErr(KindInternal, op, errors.New("account without base URL"))
+	}
+	b.rememberBase(a)
+	now := c.Now()
+	if t.RefreshToken == "" || (alive(t, now) && b.backingOff(userKey(a.Name, login), now)) {
+		if alive(t, now) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+		return nil, newErr(KindWrongKey, op, errDeadRefresh)
+	}
+	nt, rerr := b.refresh(ctx, a, login, t.AccessToken)
+	switch {
+	case rerr == nil && alive(nt, now):
+		b.store.Touch(a.Name, login, now)
+		return nt, nil
+	case rerr == nil:
+		return nil, newErr(KindWrongKey, op, errDeadRefresh)
+	case errors.Is(rerr, errDeadRefresh), errors.Is(rerr, errNoToken), ctx.Err() != nil:
+		return nil, rerr
+	case alive(t, now):
+		b.store.Touch(a.Name, login, now)
+		return t, nil
+	}
+	return nil, rerr
+}
+
+// Reauthorize is called after amoCRM answered 401 to a request carrying
+// rejectedAccess. It returns the stored token if that is another valid one
+// (someone refreshed meanwhile), else refreshes once (in the user's refresh
+// flight). If the pair is dead it is marked so and KindWrongKey is returned:
+// a following Token call with the user's key exchanges again.
+func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAccess string) (*tokenstore.Token, error) {
+	const op = "reauthorize"
+	c := b.cfg.Load()
+	if a.BaseURL == "" {
+		return nil, newErr(KindInternal, op, errors.New("account without base URL"))
+	}
+	b.rememberBase(a)
+	for turn := 0; turn < 2; turn++ {
+		t, err := b.store.Get(ctx, a.Name, login)
+		if errors.Is(err, tokenstore.ErrNotFound) {
+			return nil, newErr(KindWrongKey, op, errNoToken)
+		} else if err != nil {
+			return nil, newErr(KindInternal, op, err)
+		}
+		now := c.Now()
+		if alive(t, now) && !sameSecret(t.AccessToken, rejectedAccess) {
+			b.store.Touch(a.Name, login, now)
+			return t, nil
+		}
+		if t.RefreshToken == "" {
+			b.dropAccess(a, login, rejectedAccess)
+			return nil, newErr(KindWrongKey, op, errDeadRefresh)
+		}
+		nt, err := b.refresh(ctx, a, login, rejectedAccess)
+		if err != nil {
+			if errors.Is(err, errDeadRefresh) {
+				b.dropAccess(a, login, rejectedAccess)
+			}
+			return nil, err
+		}
+		if alive(nt, now) && !sameSecret(nt.AccessToken, rejectedAccess) {
+			b.store.Touch(a.Name, login, now)
+			return nt, nil
+		}
+	}
+	return nil, newErr(KindUpstream, op, errors.New("amoCRM keeps rejecting the user's access token"))
+}
+
+func sameSecret(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// exchangeAllowed returns nil if an exchange for the user may be made now
+// under amoCRM's limit, else the error to answer: KindWrongKey if the last
+// attempt rejected this very key or if the user has a token (hadToken: a
+// key that does not match it stays wrong), else KindLimited; both with
+// RetryAfter set to the time left.
+func (b *Broker) exchangeAllowed(ctx context.Context, a Account, login string, kh []byte, now time.Time, interval time.Duration, hadToken bool) *Error {
+	att, err := b.store.GetAttempt(ctx, a.Name, login)
+	if errors.Is(err, tokenstore.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return newErr(KindInternal, "exchange", err)
+	}
+	left := att.At.Add(interval).Sub(now)
+	if left <= 0 {
+		return nil
+	}
+	switch {
+	case att.Rejected && subtle.ConstantTimeCompare(att.KeyHash, kh) == 1:
+		return &Error{Kind: KindWrongKey, Op: "exchange", RetryAfter: left, Err: errKeyRejected}
+	case hadToken:
+		return &Error{Kind: KindWrongKey, Op: "exchange", RetryAfter: left, Err: errKeyMismatch}
+	default:
+		return &Error{Kind: KindLimited, Op: "exchange", RetryAfter: left, Err: errTooOften}
+	}
+}
