@@ -1,0 +1,182 @@
+package legacy
+
+import (
+	"net/http"
+	"strings"
+)
+
+// cookieItem is one item of a Cookie header line: the bytes [a, b) between
+// two separators (';' or ','), b being the next separator or the end.
+type cookieItem struct {
+	a, b int
+	drop bool
+}
+
+// sessionIDs gathers the session cookie's values and checks they agree.
+type sessionIDs struct {
+	id  string
+	err *Error
+}
+
+func (s *sessionIDs) add(v string) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	if v == "" || s.err != nil {
+		return // an emptied cookie carries nothing; it is removed all the same
+	}
+	if len(v) > maxValue {
+		s.err = Malformed("the session cookie is too long")
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			s.err = Malformed("the session cookie contains control characters")
+			return
+		}
+	}
+	if s.id != "" && s.id != v {
+		s.err = Malformed("more than one session cookie, with different values")
+		return
+	}
+	s.id = v
+}
+
+// stripCookies removes the session cookie called name from every Cookie
+// line of h. It returns the new lines (changed false: leave h as it is) and
+// the cookie's value. A cookie item is split at ';' and at ',' (old clients
+// re-send raw Set-Cookie lines joined by commas); the session cookie goes
+// with the Set-Cookie attributes that follow it. Every other byte stays.
+func stripCookies(h http.Header, name string) (lines []string, changed bool, id string, err *Error) {
+	vals := h["Cookie"]
+	hit := false
+	for _, v := range vals {
+		if strings.Contains(v, name) {
+			hit = true
+			break
+		}
+	}
+	if !hit {
+		return nil, false, "", nil
+	}
+	var ids sessionIDs
+	var itemBuf [8]cookieItem
+	lines = make([]string, 0, len(vals))
+	for _, v := range vals {
+		if !strings.Contains(v, name) {
+			lines = append(lines, v)
+			continue
+		}
+		items := splitCookieLine(v, itemBuf[:0])
+		drops := 0
+		for k := 0; k < len(items); k++ {
+			n, val, _ := strings.Cut(trimOWS(v[items[k].a:items[k].b]), "=")
+			if trimOWS(n) != name {
+				continue
+			}
+			ids.add(trimOWS(val))
+			items[k].drop = true
+			drops++
+			for k+1 < len(items) && isCookieAttr(v[items[k+1].a:items[k+1].b]) {
+				k++
+				items[k].drop = true
+			}
+		}
+		if drops == 0 {
+			lines = append(lines, v)
+			continue
+		}
+		changed = true
+		if out := keptCookies(v, items); strings.Trim(out, " \t;,") != "" {
+			lines = append(lines, out)
+		}
+	}
+	if ids.err != nil {
+		return nil, false, "", ids.err
+	}
+	return lines, changed, ids.id, nil
+}
+
+// splitCookieLine splits v into items at ';' and ','. A comma inside an
+// Expires date ("expires=Wed, 21 Oct 2015 07:28:00 GMT") does not split.
+func splitCookieLine(v string, items []cookieItem) []cookieItem {
+	for i := 0; ; {
+		j := i
+		for ; j < len(v); j++ {
+			if c := v[j]; c == ';' || c == ',' && !dateComma(v, i, j) {
+				break
+			}
+		}
+		items = append(items, cookieItem{a: i, b: j})
+		if j == len(v) {
+			return items
+		}
+		i = j + 1
+	}
+}
+
+// dateComma reports whether the comma at v[j] is the one after the week
+// day of an Expires attribute that starts at v[i].
+func dateComma(v string, i, j int) bool {
+	n, day, ok := strings.Cut(trimOWS(v[i:j]), "=")
+	if !ok || !strings.EqualFold(trimOWS(n), "expires") {
+		return false
+	}
+	day = trimOWS(day)
+	if day == "" {
+		return false
+	}
+	for k := 0; k < len(day); k++ {
+		if c := day[k] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	rest := trimOWS(v[j+1:])
+	return rest != "" && '0' <= rest[0] && rest[0] <= '9'
+}
+
+// isCookieAttr reports whether item is a Set-Cookie attribute.
+func isCookieAttr(item string) bool {
+	n, _, _ := strings.Cut(trimOWS(item), "=")
+	switch strings.ToLower(trimOWS(n)) {
+	case "expires", "max-age", "domain", "path", "secure", "httponly", "samesite",
+		"partitioned", "priority", "comment", "version":
+		return true
+	}
+	return false
+}
+
+// keptCookies rebuilds v from the items not dropped; each kept item keeps
+// the separator that preceded it.
+func keptCookies(v string, items []cookieItem) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	first := true
+	for k, it := range items {
+		if it.drop {
+			continue
+		}
+		seg := v[it.a:it.b]
+		if first {
+			if k > 0 {
+				seg = strings.TrimLeft(seg, " \t")
+			}
+			first = false
+		} else {
+			b.WriteByte(v[it.a-1])
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
+
+// trimOWS trims spaces and tabs.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
