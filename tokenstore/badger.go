@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 )
 
@@ -66,10 +67,10 @@ const (
 	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
 	baseTableSize    = 1 << 20
 	baseLevelSize    = 8 << 20
-	valueLogFileSize = 4 << 20
+	valueLogFileSize = 1 << 20 // the minimum: values never go to the value log (see valueThreshold)
 	valueThreshold   = 64 << 10 // every record here is far smaller: values stay in the LSM tree
-	blockCacheSize   = 8 << 20
-	indexCacheSize   = 4 << 20
+	blockCacheSize   = 8 << 20 // needed by Badger with encryption
+	indexCacheSize   = 4 << 20 // idem
 )
 
 // Open opens (creating it if needed) the store in o.Path, or an empty
@@ -137,6 +138,7 @@ func badgerOptions(o Options) badger.Options {
 		WithBaseLevelSize(baseLevelSize).
 		WithValueLogFileSize(valueLogFileSize).
 		WithValueThreshold(valueThreshold).
+		WithCompression(options.None).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
 		WithNumCompactors(2).

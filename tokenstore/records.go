@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,14 +19,18 @@ func (s *Badger) PutSession(ctx context.Context, id string, sess Session) error 
 	if sess.Expires.IsZero() {
 		return errors.New("tokenstore: put session without expiry")
 	}
-	return s.putRecord(ctx, "session", hashedKey(prefixSession, id), sess, sess.Expires)
+	return s.putRecord(ctx, "session", hashedKey(prefixSession, id), encodeSession(sess), sess.Expires)
 }
 
 // GetSession returns the session stored under id, or ErrNotFound if it is
 // missing or expired.
 func (s *Badger) GetSession(ctx context.Context, id string) (Session, error) {
 	var sess Session
-	if err := s.getRecord(ctx, "session", hashedKey(prefixSession, id), &sess); err != nil {
+	err := s.getRecord(ctx, "session", hashedKey(prefixSession, id), func(v []byte) (err error) {
+		sess, err = decodeSession(v)
+		return err
+	})
+	if err != nil {
 		return Session{}, err
 	}
 	if !sess.Expires.After(time.Now()) {
@@ -49,7 +52,7 @@ func (s *Badger) PutPending(ctx context.Context, p Pending) error {
 	if p.Expires.IsZero() {
 		return errors.New("tokenstore: put pending exchange without expiry")
 	}
-	return s.putRecord(ctx, "pending exchange", hashedKey(prefixPending, p.State), p, p.Expires)
+	return s.putRecord(ctx, "pending exchange", hashedKey(prefixPending, p.State), encodePending(p), p.Expires)
 }
 
 // maxTakeTries bounds TakePending's retries on transaction conflicts; each
@@ -75,8 +78,12 @@ func (s *Badger) TakePending(ctx context.Context, state string) (Pending, error)
 			if err != nil {
 				return err
 			}
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
-				return fmt.Errorf("decode: %w", err)
+			err = item.Value(func(v []byte) (err error) {
+				p, err = decodePending(v)
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			return txn.Delete(key)
 		})
@@ -111,7 +118,7 @@ func (s *Badger) PutAttempt(ctx context.Context, a Attempt) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	return s.putRecord(ctx, "attempt", key, a, at.Add(s.attemptTTL))
+	return s.putRecord(ctx, "attempt", key, encodeAttempt(a), at.Add(s.attemptTTL))
 }
 
 // GetAttempt returns the user's last exchange attempt, or ErrNotFound.
@@ -121,14 +128,18 @@ func (s *Badger) GetAttempt(ctx context.Context, account, login string) (Attempt
 		return Attempt{}, ErrNotFound
 	}
 	var a Attempt
-	if err := s.getRecord(ctx, "attempt", key, &a); err != nil {
+	err := s.getRecord(ctx, "attempt", key, func(v []byte) (err error) {
+		a, err = decodeAttempt(v)
+		return err
+	})
+	if err != nil {
 		return Attempt{}, err
 	}
 	return a, nil
 }
 
-// putRecord writes v as JSON under key, synced, expiring at expires.
-func (s *Badger) putRecord(ctx context.Context, what string, key []byte, v any, expires time.Time) error {
+// putRecord writes val under key, synced, expiring at expires.
+func (s *Badger) putRecord(ctx context.Context, what string, key, val []byte, expires time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -136,10 +147,6 @@ func (s *Badger) putRecord(ctx context.Context, what string, key []byte, v any, 
 		return err
 	}
 	defer s.exit()
-	val, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("tokenstore: encode %s: %w", what, err)
-	}
 	e := badger.NewEntry(key, val)
 	e.ExpiresAt = expiresAt(expires)
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) }); err != nil {
@@ -148,9 +155,9 @@ func (s *Badger) putRecord(ctx context.Context, what string, key []byte, v any, 
 	return nil
 }
 
-// getRecord decodes the JSON record under key into v; ErrNotFound if none
+// getRecord passes the record under key to decode; ErrNotFound if none
 // (Badger hides records past their TTL).
-func (s *Badger) getRecord(ctx context.Context, what string, key []byte, v any) error {
+func (s *Badger) getRecord(ctx context.Context, what string, key []byte, decode func([]byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -163,7 +170,7 @@ func (s *Badger) getRecord(ctx context.Context, what string, key []byte, v any) 
 		if err != nil {
 			return err
 		}
-		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+		return item.Value(decode)
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):

@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -41,16 +40,30 @@ func (s *Badger) Sweep(ctx context.Context, now time.Time) (int, error) {
 	return removed, nil
 }
 
-// expiring is the part of a session or pending record Sweep needs.
-type expiring struct {
-	Expires time.Time `json:"expires"`
+// expiredRecord reports whether v, a session or pending record (by
+// prefix), expired by now.
+func expiredRecord(prefix string, v []byte, now time.Time) (bool, error) {
+	var expires time.Time
+	switch prefix {
+	case prefixSession:
+		s, err := decodeSession(v)
+		if err != nil {
+			return false, err
+		}
+		expires = s.Expires
+	default:
+		p, err := decodePending(v)
+		if err != nil {
+			return false, err
+		}
+		expires = p.Expires
+	}
+	return !expires.After(now), nil
 }
-
-func (e expiring) expired(now time.Time) bool { return !e.Expires.After(now) }
 
 // sweepExpired deletes the records under prefix that expired by now.
 func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time) (int, error) {
-	var expired [][]byte
+	var keys [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefix)
@@ -60,13 +73,17 @@ func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var e expiring
+			var expired bool
 			item := it.Item()
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+			err := item.Value(func(v []byte) (err error) {
+				expired, err = expiredRecord(prefix, v, now)
+				return err
+			})
+			if err != nil {
 				return err
 			}
-			if e.expired(now) {
-				expired = append(expired, item.KeyCopy(nil))
+			if expired {
+				keys = append(keys, item.KeyCopy(nil))
 			}
 		}
 		return nil
@@ -75,10 +92,10 @@ func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time)
 		return 0, fmt.Errorf("tokenstore: sweep: %w", err)
 	}
 	removed := 0
-	for len(expired) > 0 {
-		batch := expired[:min(sweepBatch, len(expired))]
-		expired = expired[len(batch):]
-		n, err := s.deleteExpired(batch, now)
+	for len(keys) > 0 {
+		batch := keys[:min(sweepBatch, len(keys))]
+		keys = keys[len(batch):]
+		n, err := s.deleteExpired(prefix, batch, now)
 		removed += n
 		if err != nil {
 			return removed, fmt.Errorf("tokenstore: sweep: %w", err)
@@ -90,7 +107,7 @@ func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time)
 // deleteExpired deletes those of keys that are still expired, reading each
 // again in the deleting transaction so that one rewritten meanwhile (a
 // conflict, then retried) survives.
-func (s *Badger) deleteExpired(keys [][]byte, now time.Time) (int, error) {
+func (s *Badger) deleteExpired(prefix string, keys [][]byte, now time.Time) (int, error) {
 	for try := 0; ; try++ {
 		n := 0
 		err := s.db.Update(func(txn *badger.Txn) error {
@@ -102,11 +119,15 @@ func (s *Badger) deleteExpired(keys [][]byte, now time.Time) (int, error) {
 				if err != nil {
 					return err
 				}
-				var e expiring
-				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				var expired bool
+				err = item.Value(func(v []byte) (err error) {
+					expired, err = expiredRecord(prefix, v, now)
+					return err
+				})
+				if err != nil {
 					return err
 				}
-				if !e.expired(now) {
+				if !expired {
 					continue
 				}
 				if err := txn.Delete(key); err != nil {
@@ -180,11 +201,7 @@ func (s *Badger) persistShard(sh *shard) (int, error) {
 					return err
 				}
 				if nt != nil {
-					val, err := json.Marshal(nt)
-					if err != nil {
-						return err
-					}
-					err = txn.Set(pairKey(prefixToken, t.k.account, t.k.login), val)
+					err = txn.Set(pairKey(prefixToken, t.k.account, t.k.login), encodeToken(nt))
 					if errors.Is(err, badger.ErrTxnTooBig) && done > 0 {
 						return nil // commit what fits; the rest in the next transaction
 					}
@@ -224,8 +241,12 @@ func storedWithLastUsed(txn *badger.Txn, t touched) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored := new(Token)
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, stored) }); err != nil {
+	var stored *Token
+	err = item.Value(func(v []byte) (err error) {
+		stored, err = decodeToken(v)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("decode token: %w", err)
 	}
 	if !samePair(stored, t.tok) || nanos(stored.LastUsed) >= t.at {

@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -52,9 +51,9 @@ func (s *Badger) getMiss(ctx context.Context, sh *shard, k ukey, gen uint64) (*T
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			t = new(Token)
-			return json.Unmarshal(v, t)
+		return item.Value(func(v []byte) (err error) {
+			t, err = decodeToken(v)
+			return err
 		})
 	})
 	switch {
@@ -88,10 +87,7 @@ func (s *Badger) Put(ctx context.Context, t *Token) error {
 		return errKeyTooLong
 	}
 	c := cloneToken(t)
-	val, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("tokenstore: encode token: %w", err)
-	}
+	val := encodeToken(c)
 	k := ukey{c.Account, c.Login}
 	sh := s.cache.shard(k)
 	sh.wmu.Lock()
@@ -146,8 +142,12 @@ func (s *Badger) List(ctx context.Context, fn func(*Token) error) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			t := new(Token)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, t) }); err != nil {
+			var t *Token
+			err := it.Item().Value(func(v []byte) (err error) {
+				t, err = decodeToken(v)
+				return err
+			})
+			if err != nil {
 				return fmt.Errorf("tokenstore: list tokens: %w", err)
 			}
 			k := ukey{t.Account, t.Login}
