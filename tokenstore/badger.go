@@ -67,10 +67,10 @@ const (
 	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
 	baseTableSize    = 1 << 20
 	baseLevelSize    = 8 << 20
-	valueLogFileSize = 1 << 20 // the minimum: values never go to the value log (see valueThreshold)
+	valueLogFileSize = 1 << 20  // the minimum: values never go to the value log (see valueThreshold)
 	valueThreshold   = 64 << 10 // every record here is far smaller: values stay in the LSM tree
-	blockCacheSize   = 8 << 20 // needed by Badger with encryption
-	indexCacheSize   = 4 << 20 // idem
+	blockCacheSize   = 8 << 20  // needed by Badger with encryption
+	indexCacheSize   = 4 << 20  // idem
 )
 
 // Open opens (creating it if needed) the store in o.Path, or an empty
