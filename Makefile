@@ -1,0 +1,69 @@
+# amobridge: build, test, lint, demo.
+#
+#   make build   build bin/caddy with the module (scripts/build.sh reads xcaddy.toml)
+#   make test    every test: unit tests (-race), integration tests, a fuzz smoke run
+#   make lint    gofmt must list nothing; go vet ./...
+#   make demo    build, then run Caddy + a fake amoCRM and send a legacy request through
+#   make bench   the benchmarks, briefly
+#   make clean   remove build and test output (distclean also removes .tools/)
+
+GO        ?= go
+# How long each fuzz target runs in `make test` (a smoke run, not a campaign).
+FUZZTIME  ?= 10s
+BENCHTIME ?= 200ms
+# Integration tests start real Caddy processes; the first run also builds Caddy.
+INTEGRATION_TIMEOUT ?= 20m
+
+# Every package but the integration tests (those need bin/caddy and run apart).
+# A shell snippet, so that a failing `go list` fails the target.
+LIST_UNIT_PKGS = pkgs="$$($(GO) list ./...)" || exit 1; pkgs="$$(echo "$$pkgs" | grep -v '/integration_test$$')"
+
+.PHONY: all build test test-unit test-integration fuzz-smoke lint fmt vet demo bench clean distclean
+
+all: lint test
+
+build:
+	scripts/build.sh
+
+test: test-unit test-integration fuzz-smoke
+
+# -race everywhere: the broker, the store and the handler are all concurrent.
+test-unit:
+	@$(LIST_UNIT_PKGS); set -x; $(GO) test -race -count=1 $$pkgs
+
+test-integration: build
+	$(GO) test -race -count=1 -timeout $(INTEGRATION_TIMEOUT) ./integration_test/
+
+# Runs each fuzz target of the legacy package for FUZZTIME. A crash is written to
+# legacy/testdata/fuzz/, which should then be committed as a regression case.
+fuzz-smoke:
+	@out="$$($(GO) test -list '^Fuzz' ./legacy/)" || { echo "$$out"; exit 1; }; \
+	targets="$$(echo "$$out" | grep '^Fuzz' || true)"; \
+	if [ -z "$$targets" ]; then echo "fuzz-smoke: no fuzz targets in ./legacy/"; exit 0; fi; \
+	for t in $$targets; do \
+		echo "fuzz-smoke: $$t for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./legacy/ || exit 1; \
+	done
+
+lint: fmt vet
+
+fmt:
+	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.tools/*' -not -path '*/node_modules/*'))"; \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi; \
+	echo "gofmt: ok"
+
+vet:
+	$(GO) vet ./...
+
+demo: build
+	demo/run.sh
+
+bench:
+	@$(LIST_UNIT_PKGS); set -x; $(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $$pkgs
+
+clean:
+	rm -rf bin/
+	$(GO) clean -testcache
+
+distclean: clean
+	rm -rf .tools/
