@@ -222,13 +222,13 @@ func skipValue(s string, i int) (int, *Error) {
 		}
 		switch c := s[i]; c {
 		case '{', '[':
+			if len(stack) >= maxDepth {
+				return 0, Malformed(errJSONDepth)
+			}
 			j := skipWS(s, i+1)
 			if j < len(s) && (c == '{' && s[j] == '}' || c == '[' && s[j] == ']') {
 				i = j + 1
 				break
-			}
-			if len(stack) >= maxDepth {
-				return 0, Malformed(errJSONDepth)
 			}
 			stack = append(stack, c)
 			i = j
