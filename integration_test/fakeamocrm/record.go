@@ -25,6 +25,9 @@ type Stats struct {
 	RateLimited  int            // of them, answered 429 because of RateLimit
 	Violations   int            // len(Violations())
 	MaxPerSecond map[string]int // per account: the most API requests seen in one wall-clock second
+	// MaxPerSlidingSecond is, per account, the most API requests seen in any
+	// interval of one second (a stricter measure than MaxPerSecond).
+	MaxPerSlidingSecond map[string]int
 
 	CallbacksDelivered int // the Redirect URI answered 2xx
 	CallbacksDropped   int // withheld by SetDropCallbacks
@@ -82,8 +85,9 @@ type CallbackResult struct {
 }
 
 type rateWindow struct {
-	second int64
-	count  int
+	second int64       // the current wall-clock second
+	count  int         // requests in it
+	recent []time.Time // requests in the last second, oldest first
 }
 
 // recordLocked appends rq to the recorded requests. s.mu must be held.
@@ -117,7 +121,8 @@ func (s *Server) violateLocked(rq *request, acct, kind, name, where, detail stri
 // countRateLocked counts one API request of acct in the current wall-clock
 // second and reports whether it is past the rate limit. s.mu must be held.
 func (s *Server) countRateLocked(acct string) bool {
-	sec := s.wallNow().Unix()
+	now := s.wallNow()
+	sec := now.Unix()
 	rw := s.rate[acct]
 	if rw == nil {
 		rw = &rateWindow{}
@@ -129,9 +134,18 @@ func (s *Server) countRateLocked(acct string) bool {
 	rw.count++
 	if s.st.MaxPerSecond == nil {
 		s.st.MaxPerSecond = make(map[string]int)
+		s.st.MaxPerSlidingSecond = make(map[string]int)
 	}
 	if rw.count > s.st.MaxPerSecond[acct] {
 		s.st.MaxPerSecond[acct] = rw.count
+	}
+	drop := 0
+	for drop < len(rw.recent) && now.Sub(rw.recent[drop]) >= time.Second {
+		drop++
+	}
+	rw.recent = append(rw.recent[drop:], now)
+	if n := len(rw.recent); n > s.st.MaxPerSlidingSecond[acct] {
+		s.st.MaxPerSlidingSecond[acct] = n
 	}
 	if s.opts.RateLimit > 0 && rw.count > s.opts.RateLimit {
 		s.st.RateLimited++
@@ -146,8 +160,10 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.st
 	st.MaxPerSecond = maps.Clone(s.st.MaxPerSecond)
+	st.MaxPerSlidingSecond = maps.Clone(s.st.MaxPerSlidingSecond)
 	if st.MaxPerSecond == nil {
 		st.MaxPerSecond = map[string]int{}
+		st.MaxPerSlidingSecond = map[string]int{}
 	}
 	return st
 }

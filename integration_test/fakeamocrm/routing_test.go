@@ -106,6 +106,31 @@ func TestRateCounting(t *testing.T) {
 	if st.MaxPerSecond["acme"] != 6 || st.MaxPerSecond["other"] != 1 || st.APIRequests != 10 || st.RateLimited != 0 {
 		t.Errorf("stats %+v", st)
 	}
+	// No one-second interval holds more than the first wall-clock second did.
+	if st.MaxPerSlidingSecond["acme"] != 6 {
+		t.Errorf("sliding max %d (the first second still holds 6)", st.MaxPerSlidingSecond["acme"])
+	}
+}
+
+func TestSlidingSecond(t *testing.T) {
+	e := newEnv(t, nil)
+	wall := e.fakeWall(time.Unix(1_700_000_000, 500_000_000))
+	p := e.pair("acme", "user@example.com", acmeKey)
+	// 4 requests at x.5 and 4 at (x+1).4: no wall-clock second holds more than 4,
+	// but the second from x.5 to (x+1).5 holds 8.
+	for i := 0; i < 4; i++ {
+		e.api(http.MethodGet, "acme", "/api/v2/leads", p.AccessToken, nil)
+	}
+	wall.Advance(900 * time.Millisecond)
+	for i := 0; i < 4; i++ {
+		e.api(http.MethodGet, "acme", "/api/v2/leads", p.AccessToken, nil)
+	}
+	wall.Advance(100 * time.Millisecond) // the first four leave the window
+	e.api(http.MethodGet, "acme", "/api/v2/leads", p.AccessToken, nil)
+	st := e.fake.Stats()
+	if st.MaxPerSecond["acme"] != 5 || st.MaxPerSlidingSecond["acme"] != 8 {
+		t.Errorf("fixed %d, sliding %d; want 5 and 8", st.MaxPerSecond["acme"], st.MaxPerSlidingSecond["acme"])
+	}
 }
 
 func TestRateLimit(t *testing.T) {
