@@ -117,7 +117,7 @@ func (b *partBody) Close() error { return b.orig.Close() }
 
 // bufBody is a body that was read whole; closing it closes the original.
 type bufBody struct {
-	*bytes.Reader
+	bytes.Reader
 	orig io.Closer
 }
 
@@ -125,7 +125,9 @@ func (b *bufBody) Close() error { return b.orig.Close() }
 
 // setBody makes b r's body. When changed, the length headers follow it.
 func setBody(r *http.Request, b []byte, changed bool) {
-	r.Body = &bufBody{Reader: bytes.NewReader(b), orig: r.Body}
+	nb := &bufBody{orig: r.Body}
+	nb.Reset(b)
+	r.Body = nb
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	if !changed {
 		return
@@ -153,21 +155,20 @@ func (c *collector) scanBody(s string, kind bodyKind, sc scope) (out []byte, cha
 	if kind == bodyJSON {
 		return nil, false, nil // not an object: nothing PHP would read as a credential
 	}
-	rm, e := c.scanPairs(s, sc, kind == bodyForm, "body", nil)
+	var rmBuf [4]span
+	rm, e := c.scanPairs(s, sc, kind == bodyForm, "body", rmBuf[:0])
 	if e != nil {
 		return nil, false, e
 	}
 	if len(rm) == 0 {
 		return nil, false, nil
 	}
-	var b bytes.Buffer
-	b.Grow(len(s))
-	writeKeptPairs(&b, s, rm)
-	return b.Bytes(), true, nil
+	return appendKeptPairs(make([]byte, 0, len(s)), s, rm), true, nil
 }
 
 func (c *collector) scanJSONBody(s string, kind bodyKind, sc scope) ([]byte, bool, *Error) {
-	ms, e := scanObject(s, sc.authPHP, nil)
+	var msBuf [8]member
+	ms, e := scanObject(s, sc.authPHP, msBuf[:0])
 	if e != nil {
 		return nil, false, e
 	}
@@ -204,7 +205,7 @@ func (c *collector) scanJSONBody(s string, kind bodyKind, sc scope) ([]byte, boo
 		case !ok:
 			e = Malformed(m.p.String() + " is not a valid JSON string")
 		default:
-			e = c.add(m.p, v)
+			e = c.add(m.p, v, v == s[m.val+1:m.end-1])
 		}
 		if first == nil {
 			first = e
@@ -216,8 +217,5 @@ func (c *collector) scanJSONBody(s string, kind bodyKind, sc scope) ([]byte, boo
 	if drops == 0 {
 		return nil, false, nil
 	}
-	var b bytes.Buffer
-	b.Grow(len(s))
-	writeKeptMembers(&b, s, ms, func(k int) bool { return ms[k].p.isCred() })
-	return b.Bytes(), true, nil
+	return appendKeptMembers(make([]byte, 0, len(s)), s, ms), true, nil
 }

@@ -8,11 +8,12 @@ type collector struct {
 	login, key   string
 	loginP, keyP param // the name each half was first seen under; pNone: not seen
 	jsonFormat   bool  // type=json was seen (auth.php)
-	clone        bool  // values point into a body buffer: copy them when kept
+	clone        bool  // values are read from a body buffer: copy them when kept
 }
 
-// add records the decoded value v of the credential parameter p.
-func (c *collector) add(p param, v string) *Error {
+// add records the decoded value v of the credential parameter p; raw tells
+// that v is the undecoded text itself, a view into the request.
+func (c *collector) add(p param, v string, raw bool) *Error {
 	if e := checkValue(p, v); e != nil {
 		return e
 	}
@@ -26,8 +27,8 @@ func (c *collector) add(p param, v string) *Error {
 		}
 		return nil
 	}
-	if c.clone {
-		v = strings.Clone(v)
+	if c.clone && raw {
+		v = strings.Clone(v) // do not keep the body buffer alive
 	}
 	*have, *seen = v, p
 	return nil

@@ -354,21 +354,21 @@ func digits(s string, i int) int {
 	return i
 }
 
-// writeKeptMembers writes the object s without the members ms[k] for
-// which drop(k): every other byte (whitespace, order, number forms) stays,
-// and each kept member keeps the separator that preceded it.
-func writeKeptMembers(w writer, s string, ms []member, drop func(int) bool) {
-	w.WriteString(s[:ms[0].start])
+// appendKeptMembers appends the object s without its credential members
+// to dst: every other byte (whitespace, order, number forms) stays, and
+// each kept member keeps the separator that preceded it.
+func appendKeptMembers(dst []byte, s string, ms []member) []byte {
+	dst = append(dst, s[:ms[0].start]...)
 	first := true
 	for k, m := range ms {
-		if drop(k) {
+		if m.p.isCred() {
 			continue
 		}
 		if !first {
-			w.WriteString(s[ms[k-1].end:m.start])
+			dst = append(dst, s[ms[k-1].end:m.start]...)
 		}
-		w.WriteString(s[m.start:m.end])
+		dst = append(dst, s[m.start:m.end]...)
 		first = false
 	}
-	w.WriteString(s[ms[len(ms)-1].end:])
+	return append(dst, s[ms[len(ms)-1].end:]...)
 }

@@ -41,7 +41,7 @@ func (c *collector) scanPairs(s string, sc scope, limit bool, where string, rm [
 				} else if v, ok := decodeValue(value); !ok {
 					e = Malformed(p.String() + " is not properly percent-encoded")
 				} else {
-					e = c.add(p, v)
+					e = c.add(p, v, v == value)
 				}
 				if first == nil {
 					first = e
@@ -56,31 +56,27 @@ func (c *collector) scanPairs(s string, sc scope, limit bool, where string, rm [
 	return rm, first
 }
 
-// writer is what strings.Builder and bytes.Buffer have in common.
-type writer interface {
-	WriteString(s string) (int, error)
-	WriteByte(c byte) error
-}
-
-// writeKeptPairs writes s without the pairs at rm (sorted, from scanPairs),
-// each removed with one '&'; every other byte stays as it was.
-func writeKeptPairs(w writer, s string, rm []span) {
+// appendKeptPairs appends s without the pairs at rm (sorted, from
+// scanPairs) to dst, each pair removed with one '&'; every other byte stays
+// as it was.
+func appendKeptPairs(dst []byte, s string, rm []span) []byte {
 	first := true
 	pos := 0
 	for _, sp := range rm {
 		if sp.start > pos {
 			if !first {
-				w.WriteByte('&')
+				dst = append(dst, '&')
 			}
-			w.WriteString(s[pos : sp.start-1])
+			dst = append(dst, s[pos:sp.start-1]...)
 			first = false
 		}
 		pos = sp.end + 1
 	}
 	if pos <= len(s) {
 		if !first {
-			w.WriteByte('&')
+			dst = append(dst, '&')
 		}
-		w.WriteString(s[pos:])
+		dst = append(dst, s[pos:]...)
 	}
+	return dst
 }

@@ -163,12 +163,10 @@ func setQuery(r *http.Request, q string, rm []span) {
 	if i := strings.IndexByte(r.RequestURI, '?'); i >= 0 {
 		prefix, hasURI = r.RequestURI[:i], true
 	}
-	var b strings.Builder
-	b.Grow(len(prefix) + 1 + len(q))
-	b.WriteString(prefix)
-	b.WriteByte('?')
-	writeKeptPairs(&b, q, rm)
-	uri := b.String()
+	b := make([]byte, 0, len(prefix)+1+len(q))
+	b = append(b, prefix...)
+	b = append(b, '?')
+	uri := bytesString(appendKeptPairs(b, q, rm)) // b is not touched again
 	nq := uri[len(prefix)+1:]
 	r.URL.RawQuery = nq
 	if nq == "" {
