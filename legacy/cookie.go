@@ -87,7 +87,7 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 			continue
 		}
 		changed = true
-		if out := keptCookies(v, items); strings.Trim(out, " \t;,") != "" {
+		if out := keptCookies(v, items); strings.Trim(out, " \t\r\n;,") != "" {
 			lines = append(lines, out)
 		}
 	}
@@ -135,13 +135,18 @@ func dateComma(v string, i, j int) bool {
 	return rest != "" && '0' <= rest[0] && rest[0] <= '9'
 }
 
+// cookieAttrs are the Set-Cookie attribute names.
+var cookieAttrs = [...]string{"expires", "max-age", "domain", "path", "secure", "httponly",
+	"samesite", "partitioned", "priority", "comment", "version"}
+
 // isCookieAttr reports whether item is a Set-Cookie attribute.
 func isCookieAttr(item string) bool {
 	n, _, _ := strings.Cut(trimOWS(item), "=")
-	switch strings.ToLower(trimOWS(n)) {
-	case "expires", "max-age", "domain", "path", "secure", "httponly", "samesite",
-		"partitioned", "priority", "comment", "version":
-		return true
+	n = trimOWS(n)
+	for _, a := range cookieAttrs {
+		if strings.EqualFold(n, a) {
+			return true
+		}
 	}
 	return false
 }
@@ -159,7 +164,7 @@ func keptCookies(v string, items []cookieItem) string {
 		seg := v[it.a:it.b]
 		if first {
 			if k > 0 {
-				seg = strings.TrimLeft(seg, " \t")
+				seg = strings.TrimLeft(seg, " \t\r\n")
 			}
 			first = false
 		} else {
@@ -170,13 +175,16 @@ func keptCookies(v string, items []cookieItem) string {
 	return b.String()
 }
 
-// trimOWS trims spaces and tabs.
+// trimOWS trims ASCII white space (space, tab, CR, LF), as Go's own
+// cookie parser does.
 func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+	for len(s) > 0 && isOWS(s[0]) {
 		s = s[1:]
 	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+	for len(s) > 0 && isOWS(s[len(s)-1]) {
 		s = s[:len(s)-1]
 	}
 	return s
 }
+
+func isOWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
