@@ -147,6 +147,14 @@ func (s *Badger) deleteExpired(prefix string, keys [][]byte, now time.Time) (int
 	}
 }
 
+// lastUsedResolution is how far a token's last use must have advanced
+// beyond the stored one before Sweep (or Close) rewrites the token. Each
+// rewrite writes the whole record (about 2 KiB with amoCRM's tokens), so
+// this bounds the writes to one per active user per hour; List shows the
+// exact in-memory time meanwhile, and a restart loses at most this much
+// of a user's last use.
+const lastUsedResolution = int64(time.Hour)
+
 // touched is a cached token whose last use is newer than the persisted one.
 type touched struct {
 	k   ukey
@@ -154,8 +162,8 @@ type touched struct {
 	at  int64
 }
 
-// persistLastUsed writes the last-use times recorded by Touch, shard by
-// shard, each shard in as few synced transactions as fit. A token is
+// persistLastUsed writes the last-use times recorded by Touch that are
+// lastUsedResolution or more past the stored ones, shard by shard, each shard in as few synced transactions as fit. A token is
 // rewritten only if the database still holds the same pair: a newer token
 // is never overwritten. It returns how many tokens it updated. Needs sweepMu.
 func (s *Badger) persistLastUsed() (int, error) {
@@ -174,7 +182,7 @@ func (s *Badger) persistShard(sh *shard) (int, error) {
 	var todo []touched
 	sh.mu.RLock()
 	for k, e := range sh.pos {
-		if at := e.lastUsed.Load(); at > nanos(e.tok.LastUsed) {
+		if at := e.lastUsed.Load(); at-nanos(e.tok.LastUsed) >= lastUsedResolution {
 			todo = append(todo, touched{k, e.tok, at})
 		}
 	}

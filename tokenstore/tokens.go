@@ -163,7 +163,8 @@ func (s *Badger) List(ctx context.Context, fn func(*Token) error) error {
 }
 
 // Touch records a use of the user's cached token at at. Memory only and
-// lock-free for the entry; Sweep and Close persist it. A user not in the
+// lock-free for the entry; Sweep and Close persist it (once it is an hour
+// or more past the stored LastUsed: see lastUsedResolution). A user not in the
 // cache (Get was not called, or the token was deleted) is ignored.
 func (s *Badger) Touch(account, login string, at time.Time) {
 	if s.closed.Load() {

@@ -213,7 +213,7 @@ func TestTouchPersisted(t *testing.T) {
 	if err := s.Put(bg, testToken("acme", "b")); err != nil {
 		t.Fatal(err)
 	}
-	used := tok.IssuedAt.Add(time.Minute)
+	used := tok.IssuedAt.Add(time.Hour)
 	s.Touch("acme", "a", used)
 	s.Touch("acme", "a", used.Add(-time.Second)) // older: ignored
 	s.Touch("acme", "nobody", used)              // not cached: ignored
@@ -229,8 +229,19 @@ func TestTouchPersisted(t *testing.T) {
 	if got, _ := s.Get(bg, "acme", "a"); !got.LastUsed.Equal(used) {
 		t.Fatalf("Get's LastUsed after Sweep = %v, want %v", got.LastUsed, used)
 	}
-	// A later use, persisted by Close.
-	used2 := used.Add(time.Minute)
+	// A use less than lastUsedResolution later is not worth a rewrite
+	// (List still shows it); a later one is persisted by Close.
+	s.Touch("acme", "a", used.Add(time.Minute))
+	if lu := listLastUsed(t, s)["a"]; !lu.Equal(used.Add(time.Minute)) {
+		t.Fatalf("List LastUsed = %v, want %v", lu, used.Add(time.Minute))
+	}
+	if _, err := s.Sweep(bg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if stored := readRaw(t, s, "acme", "a"); !stored.LastUsed.Equal(used) {
+		t.Fatalf("a use %v after the stored one was written", time.Minute)
+	}
+	used2 := tok.IssuedAt.Add(2 * time.Hour)
 	s.Touch("acme", "b", used2)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
