@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -189,7 +190,9 @@ func (c *collector) scanJSONBody(s string, kind bodyKind, sc scope) ([]byte, boo
 		v := ""
 		ok := false
 		if str {
+			// Like json_decode, refuse what is not UTF-8.
 			v, ok = unquote(s[m.val+1 : m.end-1])
+			ok = ok && utf8.ValidString(v)
 		}
 		if m.p == pType {
 			if ok && strings.EqualFold(v, "json") {
