@@ -1,6 +1,7 @@
 package tokenstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -108,6 +109,9 @@ func Open(o Options) (*Badger, error) {
 		}
 	}
 
+	// Badger keeps the key for the store's life (it encrypts new data
+	// keys with it): keep our own copy, safe from a caller clearing theirs.
+	o.EncryptionKey = bytes.Clone(o.EncryptionKey)
 	db, err := badger.Open(badgerOptions(o))
 	if err != nil {
 		lock.release()
