@@ -253,6 +253,7 @@ type SiteConfig struct {
 	Debug                          bool   // Caddy's debug logging
 	Extra                          string // more amocrm_auth lines
 	AccessLog                      string // the log snippet's body; default: Caddyfile.example's
+	SiteAddress                    string // default http://127.0.0.1:HTTPPort; http://:HTTPPort serves any Host
 }
 
 var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(`{
@@ -270,7 +271,7 @@ var caddyfileTmpl = template.Must(template.New("Caddyfile").Parse(`{
 
 {{.AccessLog}}
 
-http://127.0.0.1:{{.HTTPPort}} {
+{{.SiteAddress}} {
 	import amobridge_access_log
 
 	amocrm_auth {
@@ -300,6 +301,9 @@ func renderCaddyfile(t testing.TB, s SiteConfig) string {
 	t.Helper()
 	if s.AccessLog == "" {
 		s.AccessLog = exampleSnippet(t, "amobridge_access_log")
+	}
+	if s.SiteAddress == "" {
+		s.SiteAddress = fmt.Sprintf("http://127.0.0.1:%d", s.HTTPPort)
 	}
 	var b bytes.Buffer
 	if err := caddyfileTmpl.Execute(&b, s); err != nil {
@@ -354,7 +358,8 @@ func (r *Response) JSON(t testing.TB, v any) {
 	}
 }
 
-// Do sends a request to Caddy and reads the answer. path includes the query.
+// Do sends a request to Caddy and reads the answer. path includes the query;
+// a "Host" entry in header sets the request's Host.
 func (e *Env) Do(method, path string, header http.Header, body io.Reader) *Response {
 	e.T.Helper()
 	req, err := http.NewRequest(method, e.Caddy.BaseURL()+path, body)
@@ -362,6 +367,10 @@ func (e *Env) Do(method, path string, header http.Header, body io.Reader) *Respo
 		e.T.Fatal(err)
 	}
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v[0]
+			continue
+		}
 		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
