@@ -100,7 +100,7 @@ func Open(o Options) (*Badger, error) {
 			return nil, fmt.Errorf("tokenstore: create store directory: %w", err)
 		}
 		if fi, err := os.Stat(o.Path); err == nil && fi.Mode().Perm()&0o077 != 0 && o.Logger != nil {
-			o.Logger.Warn("token store directory is readable by other users; consider chmod 0700",
+			o.Logger.Warn("token store directory is open to other users; consider chmod 0700",
 				zap.String("path", o.Path), zap.Stringer("mode", fi.Mode().Perm()))
 		}
 		var err error

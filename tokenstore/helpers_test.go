@@ -27,8 +27,11 @@ func openDir(t testing.TB, dir string, key []byte) *Badger {
 	return s
 }
 
+// testNow is fixed for the whole run, so that testToken gives equal tokens.
+var testNow = time.Now().Truncate(time.Second)
+
 func testToken(account, login string) *Token {
-	now := time.Now().Truncate(time.Second)
+	now := testNow
 	return &Token{
 		Account:      account,
 		Login:        login,

@@ -340,3 +340,27 @@ func countKeys(t testing.TB, s *Badger, prefix string) int {
 	}
 	return n
 }
+
+// TestSweepSkipsUnreadable: a session record Sweep cannot decode (a newer
+// format, say) is left to its Badger TTL and does not stop Sweep.
+func TestSweepSkipsUnreadable(t *testing.T) {
+	s := openMem(t)
+	exp := time.Now().Add(time.Hour)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		e := badger.NewEntry(hashedKey(prefixSession, "future"), []byte{99, 1, 2})
+		e.ExpiresAt = expiresAt(exp)
+		return txn.SetEntry(e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(bg, "old", Session{Account: "a", Login: "b", Expires: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Sweep(bg, time.Now().Add(30*time.Minute)); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1 removed", n, err)
+	}
+	if countKeys(t, s, prefixSession) != 1 {
+		t.Fatal("the unreadable record was removed")
+	}
+}

@@ -79,6 +79,9 @@ func (s *Badger) sweepExpired(ctx context.Context, prefix string, now time.Time)
 				expired, err = expiredRecord(prefix, v, now)
 				return err
 			})
+			if errors.Is(err, errCorrupt) {
+				continue // unreadable (a newer format?): left to its Badger TTL
+			}
 			if err != nil {
 				return err
 			}
@@ -124,6 +127,9 @@ func (s *Badger) deleteExpired(prefix string, keys [][]byte, now time.Time) (int
 					expired, err = expiredRecord(prefix, v, now)
 					return err
 				})
+				if errors.Is(err, errCorrupt) {
+					continue
+				}
 				if err != nil {
 					return err
 				}
