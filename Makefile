@@ -55,7 +55,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-demo: build
+demo:
 	demo/run.sh
 
 bench:
