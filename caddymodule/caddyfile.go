@@ -1,0 +1,212 @@
+package caddymodule
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/amobridge/amobridge/tokenstore"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("amocrm_auth", parseCaddyfile)
+	// Before basic_auth, so the directive works in a site block and inside
+	// handle/route without a global order line.
+	httpcaddyfile.RegisterDirectiveOrder("amocrm_auth", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	amocrm_auth {
+//		client_id         <id>
+//		client_secret     <secret>
+//		redirect_uri      <absolute uri>
+//		subdomain         <literal or placeholder>
+//		account_domain    amocrm.ru|amocrm.com|kommo.com
+//		api_base          <url>
+//		callback_path     <path>
+//		store badger {
+//			path           <dir>
+//			encryption_key <hex or base64 key>
+//		}
+//		exchange_timeout  <duration>
+//		refresh_ahead     <duration>
+//		exchange_interval <duration>
+//		keep_alive        <duration>
+//		session_ttl       <duration>
+//		rate_limit        <per second, 0 = off>
+//		max_body          <size>
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("amocrm_auth takes no arguments on its line, only a block; got %q", d.Val())
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "client_id", "client_secret", "redirect_uri", "subdomain", "account_domain", "api_base", "callback_path":
+			val, err := oneArg(d, opt)
+			if err != nil {
+				return err
+			}
+			switch opt {
+			case "client_id":
+				h.ClientID = val
+			case "client_secret":
+				h.ClientSecret = val
+			case "redirect_uri":
+				h.RedirectURI = val
+			case "subdomain":
+				h.Subdomain = val
+			case "account_domain":
+				h.AccountDomain = val
+			case "api_base":
+				h.APIBase = val
+			case "callback_path":
+				h.CallbackPath = val
+			}
+
+		case "exchange_timeout", "refresh_ahead", "exchange_interval", "keep_alive", "session_ttl":
+			val, err := oneArg(d, opt)
+			if err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: %q is not a positive duration (e.g. 60s, 10m, 30d)", opt, val)
+			}
+			v := caddy.Duration(dur)
+			switch opt {
+			case "exchange_timeout":
+				h.ExchangeTimeout = v
+			case "refresh_ahead":
+				h.RefreshAhead = v
+			case "exchange_interval":
+				h.ExchangeInterval = v
+			case "keep_alive":
+				h.KeepAlive = v
+			case "session_ttl":
+				h.SessionTTL = v
+			}
+
+		case "rate_limit":
+			val, err := oneArg(d, opt)
+			if err != nil {
+				return err
+			}
+			r, err := strconv.ParseFloat(val, 64)
+			if err != nil || r < 0 {
+				return d.Errf("rate_limit: %q is not a number of requests per second >= 0", val)
+			}
+			h.RateLimit = &r
+
+		case "max_body":
+			val, err := oneArg(d, opt)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body: %q is not a size (e.g. 10MiB)", val)
+			}
+			h.MaxBody = int64(n)
+
+		case "store":
+			if err := h.unmarshalStore(d); err != nil {
+				return err
+			}
+
+		default:
+			return d.Errf("amocrm_auth: unknown option %q", opt)
+		}
+	}
+	return h.validateStatic()
+}
+
+func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	sc := &StoreConfig{Type: "badger"}
+	if d.NextArg() {
+		if d.Val() != "badger" {
+			return d.Errf("store: %q is unknown (only badger)", d.Val())
+		}
+	}
+	if d.NextArg() {
+		return d.Errf("store: unexpected argument %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		val, err := oneArg(d, "store "+opt)
+		if err != nil {
+			return err
+		}
+		switch opt {
+		case "path":
+			sc.Path = val
+		case "encryption_key":
+			sc.EncryptionKey = val
+		default:
+			return d.Errf("store: unknown option %q", opt)
+		}
+	}
+	h.Store = sc
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, opt string) (string, error) {
+	if !d.NextArg() {
+		return "", d.Errf("%s: missing value", opt)
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s: takes one value, got another: %q", opt, d.Val())
+	}
+	return val, nil
+}
+
+// validateStatic checks what can be checked without the environment: it runs
+// when a Caddyfile is adapted, and Validate runs again with placeholders
+// resolved when the handler is provisioned.
+func (h *Handler) validateStatic() error {
+	c := *h
+	c.clientID = stand(h.ClientID, "id")
+	c.clientSecret = stand(h.ClientSecret, "secret")
+	c.redirectURI = stand(h.RedirectURI, "https://placeholder.invalid/callback")
+	c.subdomainLiteral = !strings.Contains(h.Subdomain, "{")
+	c.callbackPath = h.CallbackPath
+	if c.callbackPath == "" {
+		c.callbackPath = pathOf(c.redirectURI)
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if h.Store != nil && h.Store.EncryptionKey != "" && !strings.Contains(h.Store.EncryptionKey, "{") {
+		if _, err := tokenstore.ParseEncryptionKey(h.Store.EncryptionKey); err != nil {
+			return fmt.Errorf("amocrm_auth: store encryption_key: %w", err)
+		}
+	}
+	return nil
+}
+
+// stand returns v, or a valid stand-in when v holds a placeholder that only
+// provisioning can resolve.
+func stand(v, standIn string) string {
+	if strings.Contains(v, "{") {
+		return standIn
+	}
+	return v
+}

@@ -1,0 +1,41 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/amobridge/amobridge/legacy"
+)
+
+// serveCallback answers amoCRM's call to the Redirect URI
+// (GET <callback_path>?code=..&state=..&from_exchange=1). It answers at once:
+// amoCRM calls it once with a short timeout; the broker exchanges the code
+// for tokens in the background. An unknown, expired or reused state gets 400
+// and nothing is exchanged.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	h.metrics.request(outcomeCallback)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		legacy.WriteError(w, &legacy.Error{Status: http.StatusMethodNotAllowed, Code: "405", Text: "the callback takes GET"}, time.Now())
+		return nil
+	}
+	o, err := h.backend.get()
+	if err != nil {
+		h.logger.Error("token store unavailable at callback", zap.Error(err))
+		legacy.WriteError(w, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503", Text: "token store unavailable"}, time.Now())
+		return nil
+	}
+	if err := o.broker.HandleCallback(r.URL.Query()); err != nil {
+		h.logger.Info("callback refused", zap.String("error", safeError(err)))
+		legacy.WriteError(w, &legacy.Error{Status: http.StatusBadRequest, Code: "400",
+			Text: "unknown, expired or reused state, or not our client_id"}, time.Now())
+		return nil
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("OK\n"))
+	return nil
+}

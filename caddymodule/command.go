@@ -1,0 +1,236 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of `caddy amocrm`.
+const (
+	exitOK      = 0
+	exitError   = 1 // the command could not do its work (admin API unreachable, bad input)
+	exitPartial = 2 // migrate: some users were not exchanged
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "amocrm",
+		Usage: "tokens|revoke|migrate [--address <admin>] ...",
+		Short: "Operates amobridge's token store through Caddy's admin API",
+		Long: `
+Operates the amocrm_auth token store of a running Caddy through its admin API
+(--address, default: the admin address of --config, else localhost:2019).
+
+  caddy amocrm tokens [--account acme]          lists stored tokens (never a secret)
+  caddy amocrm revoke --account acme --login L  revokes one user's token
+  caddy amocrm migrate --file users.csv         exchanges many users' keys for tokens
+
+The migrate file is CSV (account,login,api_key; an optional header line) or a
+JSON array of {"account","login","api_key"}. Keys are used once and never
+stored. Exit codes: 0 all done, 1 error, 2 some users not exchanged.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.PersistentFlags().String("address", "", "the admin API address")
+			cmd.PersistentFlags().String("config", "", "a config file whose admin address to use")
+			cmd.PersistentFlags().String("adapter", "", "the config file's adapter")
+
+			tokens := &cobra.Command{Use: "tokens", Short: "List stored tokens", Args: cobra.NoArgs,
+				RunE: runExit(cmdTokens)}
+			tokens.Flags().String("account", "", "only this account")
+			tokens.Flags().Bool("json", false, "print JSON")
+
+			revoke := &cobra.Command{Use: "revoke", Short: "Revoke one user's token", Args: cobra.NoArgs,
+				RunE: runExit(cmdRevoke)}
+			revoke.Flags().String("account", "", "the account (subdomain)")
+			revoke.Flags().String("login", "", "the user's login")
+
+			migrate := &cobra.Command{Use: "migrate", Short: "Exchange many users' keys for tokens", Args: cobra.NoArgs,
+				RunE: runExit(cmdMigrate)}
+			migrate.Flags().String("file", "", "CSV or JSON list of account,login,api_key")
+			migrate.Flags().Duration("poll", time.Second, "how often to print progress")
+			migrate.Flags().String("store", "", "the store path, when several are open")
+
+			cmd.AddCommand(tokens, revoke, migrate)
+		},
+	})
+}
+
+// exitErr carries an exit code through cobra.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e exitErr) Error() string { return e.err.Error() }
+
+func runExit(f func(*cobra.Command) (int, error)) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, _ []string) error {
+		code, err := f(c)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "caddy amocrm:", err)
+		}
+		if code != exitOK {
+			os.Exit(code)
+		}
+		return nil
+	}
+}
+
+func adminAddress(c *cobra.Command) (string, error) {
+	addr, _ := c.Flags().GetString("address")
+	cfg, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	return caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+}
+
+// adminCall makes an admin API request and decodes a JSON answer into out.
+func adminCall(c *cobra.Command, method, uri string, header http.Header, body io.Reader, out any) error {
+	addr, err := adminAddress(c)
+	if err != nil {
+		return err
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading admin answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var apiErr struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
+			return fmt.Errorf("admin API: %s (HTTP %d)", apiErr.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("admin API answered HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("admin API answered something that is not JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+func cmdTokens(c *cobra.Command) (int, error) {
+	account, _ := c.Flags().GetString("account")
+	asJSON, _ := c.Flags().GetBool("json")
+	uri := "/amocrm/tokens"
+	if account != "" {
+		uri += "?account=" + url.QueryEscape(account)
+	}
+	var list []TokenInfo
+	if err := adminCall(c, http.MethodGet, uri, nil, nil, &list); err != nil {
+		return exitError, err
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return exitOK, enc.Encode(list)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tLOGIN\tACCESS EXPIRES\tREFRESH AGE\tLAST USED")
+	for _, t := range list {
+		last := "-"
+		if t.LastUsed != nil {
+			last = t.LastUsed.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Account, t.Login, t.AccessExpiry.Format(time.RFC3339), t.RefreshAge, last)
+	}
+	fmt.Fprintf(tw, "%d token(s)\n", len(list))
+	return exitOK, tw.Flush()
+}
+
+func cmdRevoke(c *cobra.Command) (int, error) {
+	account, _ := c.Flags().GetString("account")
+	login, _ := c.Flags().GetString("login")
+	if account == "" || login == "" {
+		return exitError, errors.New("--account and --login are required")
+	}
+	q := url.Values{"account": {account}, "login": {login}}
+	if err := adminCall(c, http.MethodDelete, "/amocrm/tokens?"+q.Encode(), nil, nil, nil); err != nil {
+		return exitError, err
+	}
+	fmt.Printf("revoked the token of %s in %s\n", login, account)
+	return exitOK, nil
+}
+
+func cmdMigrate(c *cobra.Command) (int, error) {
+	file, _ := c.Flags().GetString("file")
+	poll, _ := c.Flags().GetDuration("poll")
+	store, _ := c.Flags().GetString("store")
+	if file == "" {
+		return exitError, errors.New("--file is required")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return exitError, err
+	}
+	ct := "text/csv"
+	if strings.EqualFold(filepath.Ext(file), ".json") {
+		ct = "application/json"
+	}
+	uri := "/amocrm/migrations"
+	if store != "" {
+		uri += "?store=" + url.QueryEscape(store)
+	}
+	var st MigrationStatus
+	if err := adminCall(c, http.MethodPost, uri, http.Header{"Content-Type": {ct}}, strings.NewReader(string(data)), &st); err != nil {
+		return exitError, err
+	}
+	fmt.Printf("migration %s: %d user(s)\n", st.ID, st.Total)
+	if poll <= 0 {
+		poll = time.Second
+	}
+	for st.Finished == nil {
+		time.Sleep(poll)
+		if err := adminCall(c, http.MethodGet, "/amocrm/migrations/"+st.ID, nil, nil, &st); err != nil {
+			return exitError, err
+		}
+		fmt.Printf("%d/%d done %s\n", st.Done, st.Total, countsLine(st.Counts))
+	}
+	failed := 0
+	for _, r := range st.Results {
+		if r.Status != "ok" {
+			failed++
+			extra := ""
+			if r.RetryAfter != "" {
+				extra = " (retry after " + r.RetryAfter + ")"
+			}
+			fmt.Printf("  %s %s: %s: %s%s\n", r.Account, r.Login, r.Status, r.Detail, extra)
+		}
+	}
+	fmt.Printf("finished: %d ok, %d not exchanged\n", st.Total-failed, failed)
+	if failed > 0 {
+		return exitPartial, nil
+	}
+	return exitOK, nil
+}
+
+func countsLine(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,338 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/amobridge/amobridge/exchange"
+	"github.com/amobridge/amobridge/legacy"
+	"github.com/amobridge/amobridge/tokenstore"
+)
+
+// ServeHTTP swaps legacy credentials for the user's Bearer token and hands
+// the request to the next handler. Errors the module produces are written
+// here in the legacy format, never returned to Caddy's error routes (whose
+// log line would carry the original URI, credentials included).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path == h.callbackPath {
+		return h.serveCallback(w, r)
+	}
+	found, err := legacy.Strip(r, h.stripOpts)
+	if err != nil {
+		h.writeError(w, r, found, asLegacy(err), outcomeMalformed)
+		return nil
+	}
+	if found.Kind == legacy.None && !found.AuthPHP {
+		h.metrics.request(outcomePassed)
+		return next.ServeHTTP(w, r)
+	}
+	if found.Kind == legacy.None {
+		h.writeError(w, r, found, legacy.ErrBadCredentials(), outcomeRejected)
+		return nil
+	}
+
+	acct, lerr := h.account(r)
+	if lerr != nil {
+		h.writeError(w, r, found, lerr, outcomeMalformed)
+		return nil
+	}
+	o, err := h.backend.get()
+	if err != nil {
+		h.logger.Error("token store unavailable", zap.Error(err))
+		h.writeError(w, r, found, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
+			Text: "token store unavailable", RetryAfter: 5 * time.Second}, outcomeFailed)
+		return nil
+	}
+
+	ctx := r.Context()
+	login := found.Login
+	var tok *tokenstore.Token
+	switch found.Kind {
+	case legacy.Key:
+		tok, err = o.broker.Token(ctx, acct, found.Login, found.Key)
+	case legacy.Session:
+		if found.AuthPHP {
+			h.writeError(w, r, found, legacy.ErrBadCredentials(), outcomeRejected)
+			return nil
+		}
+		var sess tokenstore.Session
+		sess, err = o.store.GetSession(ctx, found.SessionID)
+		if err != nil || sess.Account != acct.Name {
+			h.writeError(w, r, found, &legacy.Error{Status: http.StatusUnauthorized, Code: "110",
+				Text: "session expired or unknown; authorize again"}, outcomeRejected)
+			return nil
+		}
+		login = sess.Login
+		tok, err = o.broker.SessionToken(ctx, acct, login)
+	}
+	if err != nil {
+		h.writeBrokerError(w, r, found, acct, login, err)
+		return nil
+	}
+
+	if found.AuthPHP {
+		return h.serveAuthPHP(w, r, found, acct, tok, o)
+	}
+	return h.forward(w, r, next, acct, login, tok, o)
+}
+
+// forward sends the request on with the Bearer token, after its turn in the
+// account's rate limit. If amoCRM answers 401, it asks the broker for a
+// fresh token once and replays the request with its body intact.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	acct exchange.Account, login string, tok *tokenstore.Token, o *opened) error {
+	if err := h.takeTurn(w, r, acct); err != nil {
+		return nil
+	}
+	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+
+	body := h.replayable(r)
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
+		return status == http.StatusUnauthorized && body.ok()
+	})
+	err := next.ServeHTTP(rec, r)
+	if err != nil {
+		return h.upstreamError(w, rec, err)
+	}
+	if !rec.Buffered() {
+		h.metrics.request(outcomeServed)
+		return nil
+	}
+
+	// amoCRM refused our token: re-read the store, refresh once, replay once.
+	fresh, rerr := o.broker.Reauthorize(r.Context(), acct, login, tok.AccessToken)
+	if rerr != nil || fresh == nil || fresh.AccessToken == tok.AccessToken {
+		h.metrics.request(outcomeServed)
+		return rec.WriteResponse()
+	}
+	h.metrics.replay()
+	if err := body.rewind(r); err != nil {
+		return rec.WriteResponse()
+	}
+	if err := h.takeTurn(w, r, acct); err != nil {
+		return nil
+	}
+	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
+	rec2 := caddyhttp.NewResponseRecorder(w, nil, nil)
+	if err := next.ServeHTTP(rec2, r); err != nil {
+		return h.upstreamError(w, rec2, err)
+	}
+	h.metrics.request(outcomeServed)
+	return nil
+}
+
+// takeTurn waits for the account's turn toward amoCRM. When the queue is
+// full it answers 429 and returns an error.
+func (h *Handler) takeTurn(w http.ResponseWriter, r *http.Request, acct exchange.Account) error {
+	waited, retry, err := h.limiter.wait(r.Context(), acct.Name)
+	if waited > 0 {
+		h.metrics.rateWait(waited)
+	}
+	if err != nil {
+		return err
+	}
+	if retry > 0 {
+		h.metrics.rateReject()
+		h.writeError(w, r, legacy.Found{}, &legacy.Error{Status: http.StatusTooManyRequests, Code: "429",
+			Text: "too many requests for this account; retry later", RetryAfter: retry}, outcomeLimited)
+		return errors.New("rate limited")
+	}
+	return nil
+}
+
+// upstreamError turns an error of the next handler into a legacy answer,
+// if nothing was written yet, and logs it without the request's URI.
+func (h *Handler) upstreamError(w http.ResponseWriter, rec caddyhttp.ResponseRecorder, err error) error {
+	if rec.Status() != 0 {
+		return nil // the response has started; nothing more can be said
+	}
+	status := http.StatusBadGateway
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode != 0 {
+		status = he.StatusCode
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	h.logger.Error("forwarding to amoCRM failed", zap.Int("status", status), zap.String("error", safeError(err)))
+	text := "amoCRM is unreachable"
+	if status == http.StatusGatewayTimeout {
+		text = "amoCRM did not answer in time"
+	}
+	h.metrics.request(outcomeFailed)
+	legacy.WriteError(w, &legacy.Error{Status: status, Code: itoa(status), Text: text}, time.Now())
+	return nil
+}
+
+// account resolves the request's amoCRM account.
+func (h *Handler) account(r *http.Request) (exchange.Account, *legacy.Error) {
+	if h.subdomainLiteral && !strings.Contains(h.apiBase, "{") {
+		return h.literalAccount, nil
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	name := h.Subdomain
+	if !h.subdomainLiteral {
+		name = strings.ToLower(repl.ReplaceAll(h.Subdomain, ""))
+		if !subdomainRE.MatchString(name) {
+			return exchange.Account{}, &legacy.Error{Status: http.StatusBadRequest, Code: "101",
+				Text: "no such account: the request does not name a valid amoCRM account"}
+		}
+	}
+	base := strings.ReplaceAll(h.apiBase, "{subdomain}", name)
+	if strings.Contains(base, "{") {
+		base = repl.ReplaceAll(base, "")
+	}
+	return exchange.Account{Name: name, BaseURL: base}, nil
+}
+
+// writeBrokerError answers a failure to get a token.
+func (h *Handler) writeBrokerError(w http.ResponseWriter, r *http.Request, found legacy.Found,
+	acct exchange.Account, login string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	var ee *exchange.Error
+	if !errors.As(err, &ee) {
+		h.logger.Error("getting token failed", zap.String("account", acct.Name), zap.String("login", login),
+			zap.String("error", safeError(err)))
+		h.writeError(w, r, found, &legacy.Error{Status: http.StatusBadGateway, Code: "502", Text: "could not get a token from amoCRM"}, outcomeFailed)
+		return
+	}
+	le, outcome := brokerErrorToLegacy(ee)
+	lvl := h.logger.Warn
+	if outcome == outcomeRejected {
+		lvl = h.logger.Info
+	}
+	lvl("request refused", zap.String("account", acct.Name), zap.String("login", login),
+		zap.Int("status", le.Status), zap.String("error", safeError(err)))
+	h.writeError(w, r, found, le, outcome)
+}
+
+func brokerErrorToLegacy(e *exchange.Error) (*legacy.Error, string) {
+	switch e.Kind {
+	case exchange.KindWrongKey:
+		return legacy.ErrBadCredentials(), outcomeRejected
+	case exchange.KindLimited:
+		ra := e.RetryAfter
+		if ra <= 0 {
+			ra = time.Minute
+		}
+		return &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
+			Text: "amoCRM allows one key exchange per user per 5 minutes; retry later", RetryAfter: ra}, outcomeLimited
+	case exchange.KindTimeout:
+		return &legacy.Error{Status: http.StatusGatewayTimeout, Code: "504",
+			Text: "amoCRM did not deliver the authorization code in time; retry shortly"}, outcomeFailed
+	case exchange.KindUpstream:
+		return &legacy.Error{Status: http.StatusBadGateway, Code: "502",
+			Text: "amoCRM is unreachable or answered nonsense"}, outcomeFailed
+	default:
+		return &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
+			Text: "temporarily unavailable", RetryAfter: 5 * time.Second}, outcomeFailed
+	}
+}
+
+// writeError writes a legacy error, in the auth.php format when the request
+// was for auth.php.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, found legacy.Found, e *legacy.Error, outcome string) {
+	h.metrics.request(outcome)
+	if found.AuthPHP {
+		legacy.WriteAuthError(w, found.Format, e, clientIP(r), r.Host, time.Now())
+		return
+	}
+	legacy.WriteError(w, e, time.Now())
+}
+
+func asLegacy(err error) *legacy.Error {
+	var le *legacy.Error
+	if errors.As(err, &le) {
+		return le
+	}
+	return &legacy.Error{Status: http.StatusBadRequest, Code: "400", Text: "malformed request"}
+}
+
+// replayBody keeps what the next handler read of a request body, up to the
+// limit, so that the request can be sent again after a 401.
+type replayBody struct {
+	rc      io.ReadCloser
+	buf     []byte
+	limit   int64
+	over    bool
+	started bool
+}
+
+func (h *Handler) replayable(r *http.Request) *replayBody {
+	b := &replayBody{limit: h.stripOpts.MaxBody}
+	if r.Body == nil || r.Body == http.NoBody {
+		return b
+	}
+	if r.GetBody != nil { // the body is in memory already (legacy read it)
+		b.rc = nil
+		return b
+	}
+	b.rc = r.Body
+	r.Body = b
+	return b
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.started = true
+	n, err := b.rc.Read(p)
+	if n > 0 && !b.over {
+		if int64(len(b.buf)+n) > b.limit {
+			b.over, b.buf = true, nil
+		} else {
+			b.buf = append(b.buf, p[:n]...)
+		}
+	}
+	return n, err
+}
+
+func (b *replayBody) Close() error { return b.rc.Close() }
+
+// ok tells whether the request can be replayed.
+func (b *replayBody) ok() bool { return b.rc == nil || !b.over }
+
+// rewind sets the request's body back to its start for a replay.
+func (b *replayBody) rewind(r *http.Request) error {
+	if r.GetBody != nil {
+		body, err := r.GetBody()
+		if err != nil {
+			return err
+		}
+		r.Body = body
+		return nil
+	}
+	if b.rc == nil {
+		return nil
+	}
+	if b.over {
+		return errors.New("body too large to replay")
+	}
+	// The first attempt may not have read it all: read the rest too.
+	rest, err := io.ReadAll(io.LimitReader(b.rc, b.limit-int64(len(b.buf))+1))
+	if err != nil || int64(len(b.buf)+len(rest)) > b.limit {
+		return errors.New("body too large to replay")
+	}
+	all := append(b.buf, rest...)
+	r.Body = io.NopCloser(bytes.NewReader(all))
+	r.ContentLength = int64(len(all))
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

@@ -1,0 +1,145 @@
+package caddymodule
+
+import (
+	"errors"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Request outcomes, the values of amobridge_requests_total's outcome label.
+const (
+	outcomePassed    = "passed"    // no legacy credential: passed through untouched
+	outcomeServed    = "served"    // forwarded with the user's token
+	outcomeAuthPHP   = "auth_php"  // auth.php answered by the module
+	outcomeRejected  = "rejected"  // bad credentials or session (401)
+	outcomeMalformed = "malformed" // bad input (400, 413)
+	outcomeLimited   = "limited"   // rate or exchange limit (429, 503)
+	outcomeFailed    = "failed"    // amoCRM or the store failed (502, 503, 504)
+	outcomeCallback  = "callback"  // the OAuth callback was answered
+)
+
+// metrics are amobridge's Prometheus collectors. One set lives in the usage
+// pool and is registered in every configuration's metrics registry, so that
+// counters survive reloads. No label carries a login, key or token.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	store        *prometheus.CounterVec
+	exchanges    *prometheus.CounterVec
+	refreshes    *prometheus.CounterVec
+	replays      prometheus.Counter
+	rateWaits    prometheus.Counter
+	rateWaitSecs prometheus.Histogram
+	rateRejects  prometheus.Counter
+	exchangeSecs prometheus.Histogram
+	refreshSecs  prometheus.Histogram
+}
+
+const metricsPoolKey = "amobridge.metrics"
+
+func newMetrics() *metrics {
+	const ns = "amobridge"
+	latency := []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	return &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
+			Help: "Requests seen by amocrm_auth, by outcome."}, []string{"outcome"}),
+		store: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "store_lookups_total",
+			Help: "Token lookups, by result (hit, miss)."}, []string{"result"}),
+		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "exchanges_total",
+			Help: "exchange_api_key exchanges, by result."}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refreshes_total",
+			Help: "Token refreshes, by result."}, []string{"result"}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "replays_total",
+			Help: "Requests replayed with a fresh token after amoCRM answered 401."}),
+		rateWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "rate_limit_waits_total",
+			Help: "Requests that waited for their turn in the per-account rate limit."}),
+		rateWaitSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "rate_limit_wait_seconds",
+			Help: "Time requests waited in the per-account rate limit.", Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5}}),
+		rateRejects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "rate_limit_rejections_total",
+			Help: "Requests refused with 429 because the rate-limit queue was full."}),
+		exchangeSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "exchange_duration_seconds",
+			Help: "Time from exchange_api_key to stored tokens.", Buckets: latency}),
+		refreshSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "refresh_duration_seconds",
+			Help: "Time of a refresh grant, including the synced store write.", Buckets: latency}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.store, m.exchanges, m.refreshes, m.replays,
+		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs}
+}
+
+// Destruct satisfies caddy.Destructor for the usage pool.
+func (m *metrics) Destruct() error { return nil }
+
+// loadMetrics returns the shared metrics and registers them in the
+// configuration's registry.
+func loadMetrics(ctx caddy.Context) (*metrics, error) {
+	val, _, err := backends.LoadOrNew(metricsPoolKey, func() (caddy.Destructor, error) {
+		return newMetrics(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := val.(*metrics)
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		for _, c := range m.collectors() {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, err
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+func releaseMetrics() { _, _ = backends.Delete(metricsPoolKey) }
+
+func (m *metrics) request(outcome string) {
+	if m != nil {
+		m.requests.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *metrics) replay() {
+	if m != nil {
+		m.replays.Inc()
+	}
+}
+
+func (m *metrics) rateWait(d time.Duration) {
+	if m != nil {
+		m.rateWaits.Inc()
+		m.rateWaitSecs.Observe(d.Seconds())
+	}
+}
+
+func (m *metrics) rateReject() {
+	if m != nil {
+		m.rateRejects.Inc()
+	}
+}
+
+// observe receives the broker's events (see exchange.Config.Observe).
+func (m *metrics) observe(event, result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	switch event {
+	case "lookup":
+		m.store.WithLabelValues(result).Inc()
+	case "exchange":
+		m.exchanges.WithLabelValues(result).Inc()
+		if d > 0 {
+			m.exchangeSecs.Observe(d.Seconds())
+		}
+	case "refresh":
+		m.refreshes.WithLabelValues(result).Inc()
+		if d > 0 {
+			m.refreshSecs.Observe(d.Seconds())
+		}
+	}
+}

@@ -1,0 +1,372 @@
+// Package caddymodule is amobridge's Caddy glue: the amocrm_auth HTTP handler
+// and its Caddyfile directive, the amocrm app that owns the shared token store,
+// the OAuth callback, the admin API, the metrics and the `caddy amocrm` command.
+// It is the only package of amobridge that imports Caddy.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/amobridge/amobridge/exchange"
+	"github.com/amobridge/amobridge/legacy"
+	"github.com/amobridge/amobridge/tokenstore"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the handler's options.
+const (
+	DefaultAccountDomain    = "amocrm.ru"
+	DefaultAPIBase          = "https://{subdomain}.{account_domain}"
+	DefaultExchangeTimeout  = 60 * time.Second
+	DefaultRefreshAhead     = 10 * time.Minute
+	DefaultExchangeInterval = 5 * time.Minute
+	DefaultKeepAlive        = 30 * 24 * time.Hour
+	DefaultSessionTTL       = 15 * time.Minute
+	DefaultRateLimit        = 7
+	DefaultMaxBody          = 10 << 20
+)
+
+// Handler is the amocrm_auth HTTP handler. It finds amoCRM's legacy credentials
+// (USER_LOGIN + USER_HASH in every shape legacy clients send them, login +
+// api_key on /api/unsorted/, or an emulated auth.php session cookie) in a
+// request, removes them, and sets the user's own OAuth Bearer token instead,
+// exchanging the API key for tokens through amoCRM's exchange_api_key on the
+// user's first request and refreshing them afterwards. The next handler
+// (normally reverse_proxy) forwards the request to amoCRM.
+//
+// It also answers the OAuth callback at callback_path and emulates
+// /private/api/auth.php itself.
+type Handler struct {
+	// The integration's ID (amoCRM calls it client_id, and client_uuid in
+	// exchange_api_key). Required. Placeholders such as {env.VAR} are
+	// resolved when the handler is provisioned.
+	ClientID string `json:"client_id,omitempty"`
+
+	// The integration's secret key. Required. Give it as {env.VAR}: it is
+	// resolved when the handler is provisioned, so the secret never appears in
+	// the configuration Caddy prints or serves.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// The integration's Redirect URI, absolute and exactly as registered in
+	// amoCRM (a trailing slash matters). amoCRM delivers the exchanged
+	// authorization code to it. Required.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+
+	// The amoCRM account (its subdomain, as in acme.amocrm.ru) the requests
+	// belong to: a literal, or a placeholder evaluated per request such as
+	// {http.request.host.labels.2}. Required.
+	Subdomain string `json:"subdomain,omitempty"`
+
+	// The account's domain: amocrm.ru (default), amocrm.com or kommo.com.
+	AccountDomain string `json:"account_domain,omitempty"`
+
+	// Where the OAuth calls (exchange_api_key, access_token, /api/v4/account)
+	// are sent. {subdomain} and {account_domain} stand for the values above;
+	// other placeholders are evaluated per request. Default:
+	// https://{subdomain}.{account_domain}. Tests point it at a local fake.
+	APIBase string `json:"api_base,omitempty"`
+
+	// The path at which amoCRM's callback with the code is answered.
+	// Default: the path of redirect_uri.
+	CallbackPath string `json:"callback_path,omitempty"`
+
+	// Where tokens are kept. Default: a Badger store in Caddy's data
+	// directory (amobridge/), without encryption.
+	Store *StoreConfig `json:"store,omitempty"`
+
+	// How long a request waits for the authorization code of an exchange
+	// before it gets 504. The exchange still completes if the code comes
+	// later. Default: 60s.
+	ExchangeTimeout caddy.Duration `json:"exchange_timeout,omitempty"`
+
+	// Access tokens are refreshed this long before they expire. Default: 10m.
+	RefreshAhead caddy.Duration `json:"refresh_ahead,omitempty"`
+
+	// amoCRM's minimum time between two exchange_api_key calls for one user;
+	// the module never calls it sooner. Default: 5m.
+	ExchangeInterval caddy.Duration `json:"exchange_interval,omitempty"`
+
+	// A token pair unused for this long is refreshed in the background, so
+	// that its refresh token never reaches its 3-month end. Default: 30d.
+	KeepAlive caddy.Duration `json:"keep_alive,omitempty"`
+
+	// Lifetime of an emulated auth.php session. Default: 15m.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+
+	// Requests per second per account forwarded toward amoCRM; excess
+	// requests wait in a bounded queue, then get 429. 0 turns the limit off.
+	// Default (when absent): 7.
+	RateLimit *float64 `json:"rate_limit,omitempty"`
+
+	// The largest request body, in bytes, the module reads to look for
+	// credentials; a larger body that must be read gets 413. Default: 10 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// resolved at provision time
+	clientID, clientSecret string
+	redirectURI            string
+	callbackPath           string
+	subdomainLiteral       bool
+	apiBase                string // with {account_domain} substituted
+	sessionTTL             time.Duration
+	stripOpts              legacy.Options
+
+	literalAccount exchange.Account // when neither subdomain nor api_base has a placeholder
+
+	app     *App
+	backend *backend
+	limiter *accountLimiter
+	metrics *metrics
+	logger  *zap.Logger
+}
+
+// StoreConfig configures the token store.
+type StoreConfig struct {
+	// The kind of store. Only "badger" exists, and is the default.
+	Type string `json:"type,omitempty"`
+
+	// The Badger directory. Default: amobridge/ in Caddy's data directory.
+	// Two Caddy processes cannot share one directory; one directory belongs
+	// to one integration.
+	Path string `json:"path,omitempty"`
+
+	// A 16, 24 or 32-byte AES key, hex or base64, that encrypts the store at
+	// rest. Give it as {env.VAR}. Without it, tokens are stored readable by
+	// whoever can read the directory, and Caddy logs a warning.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.amocrm_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+var subdomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Provision sets the handler up. It resolves {env.*} placeholders in the
+// secrets and joins the store shared through the amocrm app; the store itself
+// is opened when the app starts, so that `caddy validate` never takes the
+// directory lock away from a running Caddy.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	h.clientID = strings.TrimSpace(repl.ReplaceKnown(h.ClientID, ""))
+	h.clientSecret = repl.ReplaceKnown(h.ClientSecret, "")
+	h.redirectURI = repl.ReplaceKnown(h.RedirectURI, "")
+	if h.AccountDomain == "" {
+		h.AccountDomain = DefaultAccountDomain
+	}
+	if h.APIBase == "" {
+		h.APIBase = DefaultAPIBase
+	}
+	h.apiBase = strings.TrimRight(strings.ReplaceAll(h.APIBase, "{account_domain}", h.AccountDomain), "/")
+	h.subdomainLiteral = !strings.Contains(h.Subdomain, "{")
+	h.callbackPath = h.CallbackPath
+	if h.callbackPath == "" {
+		h.callbackPath = pathOf(h.redirectURI)
+	}
+	h.sessionTTL = durationOr(h.SessionTTL, DefaultSessionTTL)
+	maxBody := h.MaxBody
+	if maxBody == 0 {
+		maxBody = DefaultMaxBody
+	}
+	h.stripOpts = legacy.Options{MaxBody: maxBody, SessionCookie: "session_id"}
+
+	rate := float64(DefaultRateLimit)
+	if h.RateLimit != nil {
+		rate = *h.RateLimit
+	}
+	h.limiter = newAccountLimiter(rate)
+
+	// Validation comes before the store is joined, so that a bad config
+	// leaves nothing behind; Caddy calls Validate after Provision too.
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	h.literalAccount = exchange.Account{Name: h.Subdomain,
+		BaseURL: strings.ReplaceAll(h.apiBase, "{subdomain}", h.Subdomain)}
+
+	storeOpts, err := h.storeOptions(ctx)
+	if err != nil {
+		return err
+	}
+	if h.metrics, err = loadMetrics(ctx); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	appIface, err := ctx.App("amocrm")
+	if err != nil {
+		return fmt.Errorf("loading amocrm app: %w", err)
+	}
+	h.app = appIface.(*App)
+	h.backend, err = h.app.join(storeOpts, h.exchangeConfig(), h.accountByName, h.logger)
+	if err != nil {
+		return err
+	}
+	if storeOpts.EncryptionKey == nil {
+		h.logger.Warn("token store is not encrypted at rest; set store { encryption_key {env.VAR} } to encrypt it",
+			zap.String("path", storeOpts.Path))
+	}
+	return nil
+}
+
+func (h *Handler) storeOptions(ctx caddy.Context) (tokenstore.Options, error) {
+	sc := h.Store
+	if sc == nil {
+		sc = new(StoreConfig)
+	}
+	repl := caddy.NewReplacer()
+	opts := tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, "")}
+	if opts.Path == "" {
+		opts.Path = caddy.AppDataDir() + "/amobridge"
+	}
+	if sc.EncryptionKey != "" {
+		k, err := tokenstore.ParseEncryptionKey(repl.ReplaceKnown(sc.EncryptionKey, ""))
+		if err != nil {
+			return opts, fmt.Errorf("store encryption_key: %w", err)
+		}
+		opts.EncryptionKey = k
+	}
+	opts.Logger = ctx.Logger().Named("store")
+	return opts, nil
+}
+
+func (h *Handler) exchangeConfig() exchange.Config {
+	return exchange.Config{
+		ClientID:         h.clientID,
+		ClientSecret:     h.clientSecret,
+		RedirectURI:      h.redirectURI,
+		ExchangeTimeout:  durationOr(h.ExchangeTimeout, DefaultExchangeTimeout),
+		RefreshAhead:     durationOr(h.RefreshAhead, DefaultRefreshAhead),
+		ExchangeInterval: durationOr(h.ExchangeInterval, DefaultExchangeInterval),
+		KeepAlive:        durationOr(h.KeepAlive, DefaultKeepAlive),
+		Logger:           h.logger.Named("exchange"),
+		BaseURL:          func(account string) string { return h.accountByName(account).BaseURL },
+	}
+}
+
+// Validate checks the configuration, with placeholders resolved; every
+// message names the option.
+func (h *Handler) Validate() error {
+	if h.ClientID == "" {
+		return errors.New("amocrm_auth: client_id is required")
+	}
+	if h.clientID == "" {
+		return errors.New("amocrm_auth: client_id is empty after resolving placeholders (is the environment variable set?)")
+	}
+	if h.ClientSecret == "" {
+		return errors.New("amocrm_auth: client_secret is required")
+	}
+	if h.clientSecret == "" {
+		return errors.New("amocrm_auth: client_secret is empty after resolving placeholders (is the environment variable set?)")
+	}
+	if h.RedirectURI == "" {
+		return errors.New("amocrm_auth: redirect_uri is required")
+	}
+	u, err := url.Parse(h.redirectURI)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("amocrm_auth: redirect_uri must be an absolute http(s) URL without query, exactly as registered in amoCRM; got %q", h.RedirectURI)
+	}
+	if h.Subdomain == "" {
+		return errors.New("amocrm_auth: subdomain is required (a literal such as acme, or a placeholder)")
+	}
+	if h.subdomainLiteral && !subdomainRE.MatchString(h.Subdomain) {
+		return fmt.Errorf("amocrm_auth: subdomain %q is not a valid amoCRM subdomain", h.Subdomain)
+	}
+	switch h.AccountDomain {
+	case "", "amocrm.ru", "amocrm.com", "kommo.com":
+	default:
+		return fmt.Errorf("amocrm_auth: account_domain must be amocrm.ru, amocrm.com or kommo.com, got %q", h.AccountDomain)
+	}
+	if h.APIBase != "" && !strings.HasPrefix(h.APIBase, "https://") && !strings.HasPrefix(h.APIBase, "http://") {
+		return fmt.Errorf("amocrm_auth: api_base must start with https:// or http://, got %q", h.APIBase)
+	}
+	if h.callbackPath == "" || !strings.HasPrefix(h.callbackPath, "/") {
+		return fmt.Errorf("amocrm_auth: callback_path must be a path starting with / (default: the path of redirect_uri), got %q", h.callbackPath)
+	}
+	if h.Store != nil && h.Store.Type != "" && h.Store.Type != "badger" {
+		return fmt.Errorf("amocrm_auth: store %q is unknown (only badger)", h.Store.Type)
+	}
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{
+		{"exchange_timeout", h.ExchangeTimeout}, {"refresh_ahead", h.RefreshAhead},
+		{"exchange_interval", h.ExchangeInterval}, {"keep_alive", h.KeepAlive}, {"session_ttl", h.SessionTTL},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("amocrm_auth: %s must not be negative", d.name)
+		}
+	}
+	if h.RateLimit != nil && *h.RateLimit < 0 {
+		return errors.New("amocrm_auth: rate_limit must not be negative (0 turns it off)")
+	}
+	if h.MaxBody < 0 {
+		return errors.New("amocrm_auth: max_body must not be negative")
+	}
+	return nil
+}
+
+// Cleanup releases the handler's share of the store and metrics.
+func (h *Handler) Cleanup() error {
+	if h.metrics != nil {
+		releaseMetrics()
+		h.metrics = nil
+	}
+	if h.app != nil && h.backend != nil {
+		err := h.app.leave(h.backend)
+		h.backend = nil
+		return err
+	}
+	return nil
+}
+
+// accountByName resolves an account outside a request (bulk exchanges);
+// placeholders in api_base other than {subdomain} are left empty.
+func (h *Handler) accountByName(name string) exchange.Account {
+	base := strings.ReplaceAll(h.apiBase, "{subdomain}", name)
+	if strings.Contains(base, "{") {
+		base = caddy.NewReplacer().ReplaceAll(base, "")
+	}
+	return exchange.Account{Name: name, BaseURL: base}
+}
+
+// pathOf returns the path of an absolute URI, or "" if it has none.
+func pathOf(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}
+
+func durationOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return time.Duration(d)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
