@@ -11,6 +11,8 @@ GO        ?= go
 # How long each fuzz target runs in `make test` (a smoke run, not a campaign).
 FUZZTIME  ?= 10s
 BENCHTIME ?= 200ms
+# Extra `go test` flags for the unit and integration tests, e.g. TESTFLAGS=-v.
+TESTFLAGS ?=
 # Integration tests start real Caddy processes; the first run also builds Caddy.
 INTEGRATION_TIMEOUT ?= 20m
 
@@ -29,10 +31,10 @@ test: test-unit test-integration fuzz-smoke
 
 # -race everywhere: the broker, the store and the handler are all concurrent.
 test-unit:
-	@$(LIST_UNIT_PKGS); set -x; $(GO) test -race -count=1 $$pkgs
+	@$(LIST_UNIT_PKGS); set -x; $(GO) test -race -count=1 $(TESTFLAGS) $$pkgs
 
 test-integration: build
-	$(GO) test -race -count=1 -timeout $(INTEGRATION_TIMEOUT) ./integration_test/
+	$(GO) test -race -count=1 -timeout $(INTEGRATION_TIMEOUT) $(TESTFLAGS) ./integration_test/
 
 # Runs each fuzz target of the legacy package for FUZZTIME. A crash is written to
 # legacy/testdata/fuzz/, which should then be committed as a regression case.
