@@ -1,0 +1,153 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func parse(t *testing.T, input string) (*Handler, error) {
+	t.Helper()
+	h := new(Handler)
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return h, err
+}
+
+func TestCaddyfileFull(t *testing.T) {
+	h, err := parse(t, `amocrm_auth {
+		client_id     {env.AMOCRM_CLIENT_ID}
+		client_secret {env.AMOCRM_CLIENT_SECRET}
+		redirect_uri  https://proxy.example.com/amocrm/oauth/callback
+		subdomain     {http.request.host.labels.2}
+		account_domain kommo.com
+		api_base http://127.0.0.1:9/_acct/{subdomain}
+		callback_path /cb
+		store badger {
+			path /var/lib/amobridge
+			encryption_key {env.KEY}
+		}
+		exchange_timeout 30s
+		refresh_ahead 5m
+		exchange_interval 6m
+		keep_alive 20d
+		session_ttl 20m
+		rate_limit 5
+		max_body 1MiB
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ClientID != "{env.AMOCRM_CLIENT_ID}" || h.ClientSecret != "{env.AMOCRM_CLIENT_SECRET}" {
+		t.Errorf("secrets must stay placeholders in the config: %q %q", h.ClientID, h.ClientSecret)
+	}
+	if h.Subdomain != "{http.request.host.labels.2}" || h.AccountDomain != "kommo.com" || h.CallbackPath != "/cb" {
+		t.Errorf("got %+v", h)
+	}
+	if h.Store == nil || h.Store.Path != "/var/lib/amobridge" || h.Store.EncryptionKey != "{env.KEY}" {
+		t.Errorf("store: %+v", h.Store)
+	}
+	if time.Duration(h.ExchangeTimeout) != 30*time.Second || time.Duration(h.KeepAlive) != 20*24*time.Hour ||
+		time.Duration(h.ExchangeInterval) != 6*time.Minute || time.Duration(h.SessionTTL) != 20*time.Minute ||
+		time.Duration(h.RefreshAhead) != 5*time.Minute {
+		t.Errorf("durations: %+v", h)
+	}
+	if h.RateLimit == nil || *h.RateLimit != 5 || h.MaxBody != 1<<20 {
+		t.Errorf("rate_limit/max_body: %v %d", h.RateLimit, h.MaxBody)
+	}
+}
+
+func TestCaddyfileRateLimitZeroIsOff(t *testing.T) {
+	h, err := parse(t, `amocrm_auth {
+		client_id id
+		client_secret s
+		redirect_uri https://p.example.com/cb
+		subdomain acme
+		rate_limit 0
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.RateLimit == nil || *h.RateLimit != 0 {
+		t.Fatalf("rate_limit 0 must be kept as 0 (off), got %v", h.RateLimit)
+	}
+}
+
+func TestCaddyfileErrorsNameTheOption(t *testing.T) {
+	base := map[string]string{
+		"client_id":     "client_id id",
+		"client_secret": "client_secret s",
+		"redirect_uri":  "redirect_uri https://p.example.com/cb",
+		"subdomain":     "subdomain acme",
+	}
+	build := func(drop string, extra ...string) string {
+		var b strings.Builder
+		b.WriteString("amocrm_auth {\n")
+		for _, k := range []string{"client_id", "client_secret", "redirect_uri", "subdomain"} {
+			if k != drop {
+				b.WriteString(base[k] + "\n")
+			}
+		}
+		for _, e := range extra {
+			b.WriteString(e + "\n")
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	cases := []struct {
+		name, input, want string
+	}{
+		{"missing client_id", build("client_id"), "client_id"},
+		{"missing client_secret", build("client_secret"), "client_secret"},
+		{"missing redirect_uri", build("redirect_uri"), "redirect_uri"},
+		{"missing subdomain", build("subdomain"), "subdomain"},
+		{"relative redirect_uri", build("redirect_uri", "redirect_uri /amocrm/oauth/callback"), "redirect_uri"},
+		{"bad subdomain", build("subdomain", "subdomain ACME!"), "subdomain"},
+		{"bad account_domain", build("", "account_domain example.com"), "account_domain"},
+		{"bad api_base", build("", "api_base ftp://x"), "api_base"},
+		{"unknown option", build("", "frobnicate yes"), "frobnicate"},
+		{"bad duration", build("", "exchange_timeout soon"), "exchange_timeout"},
+		{"negative rate", build("", "rate_limit -1"), "rate_limit"},
+		{"bad max_body", build("", "max_body lots"), "max_body"},
+		{"two values", build("", "session_ttl 1m 2m"), "session_ttl"},
+		{"short key", build("", "store badger {\nencryption_key 00112233\n}"), "encryption_key"},
+		{"unknown store", build("", "store redis"), "store"},
+		{"unknown store option", build("", "store badger {\nsize 10\n}"), "size"},
+		{"callback_path relative", build("", "callback_path cb"), "callback_path"},
+		{"argument on line", "amocrm_auth foo {\n}", "arguments"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parse(t, c.input)
+			if err == nil {
+				t.Fatalf("no error for:\n%s", c.input)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not name %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileValidKeyAccepted(t *testing.T) {
+	_, err := parse(t, `amocrm_auth {
+		client_id id
+		client_secret s
+		redirect_uri https://p.example.com/cb
+		subdomain acme
+		store badger {
+			encryption_key 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDurationOr(t *testing.T) {
+	if durationOr(0, time.Minute) != time.Minute || durationOr(caddy.Duration(time.Second), time.Minute) != time.Second {
+		t.Fatal("durationOr")
+	}
+}
