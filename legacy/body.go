@@ -18,10 +18,12 @@ const (
 	bodyForm  bodyKind = iota + 1 // application/x-www-form-urlencoded
 	bodyJSON                      // a JSON media type: only an object can hold credentials
 	bodyLoose                     // no or a wrong media type: a JSON object, else a form
+	bodyMultipart                 // multipart/form-data, read on auth.php only
 )
 
 // wantBody tells whether r's body may hold credentials, and how to read it.
-// Bodies of other media types (multipart among them) are never read.
+// Bodies of other media types (multipart among them, except on auth.php)
+// are never read.
 func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
@@ -31,8 +33,11 @@ func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 			return 0, false
 		}
 	}
-	mt := mediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	mt := mediaType(ct)
 	switch {
+	case authPHP && multipartBoundary(ct) != "":
+		return bodyMultipart, true
 	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
 		return bodyForm, true
 	case isJSONType(mt):
@@ -149,7 +154,10 @@ func bytesString(b []byte) string {
 
 // scanBody finds credentials in the body s and returns the body without
 // them (changed false: s holds none and stays as it is).
-func (c *collector) scanBody(s string, kind bodyKind, sc scope) (out []byte, changed bool, err *Error) {
+func (c *collector) scanBody(s string, kind bodyKind, sc scope, ct string) (out []byte, changed bool, err *Error) {
+	if kind == bodyMultipart {
+		return c.scanMultipart(s, multipartBoundary(ct), sc)
+	}
 	if jsonSniff(s) {
 		return c.scanJSONBody(s, kind, sc)
 	}

@@ -125,6 +125,9 @@ var fuzzTypes = []string{
 	"multipart/form-data; boundary=x",
 }
 
+const fuzzMultipart = "--x\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\na@b.c\r\n" +
+	"--x\r\nContent-Disposition: form-data; name=\"USER.HASH\"\r\n\r\nk\r\n--x--\r\n"
+
 var fuzzPaths = []string{"/api/v2/leads", "/api/unsorted/add/", "/private/api/auth.php"}
 
 func FuzzStripBody(f *testing.F) {
@@ -148,6 +151,8 @@ func FuzzStripBody(f *testing.F) {
 		f.Add([]byte(s), uint8(0), uint8(1))
 		f.Add([]byte(s), uint8(4), uint8(2))
 	}
+	f.Add([]byte(fuzzMultipart), uint8(5), uint8(2))
+	f.Add([]byte(fuzzMultipart), uint8(5), uint8(0))
 	f.Fuzz(func(t *testing.T, body []byte, ctSel, pathSel uint8) {
 		ct := fuzzTypes[int(ctSel)%len(fuzzTypes)]
 		p := fuzzPaths[int(pathSel)%len(fuzzPaths)]
@@ -182,6 +187,10 @@ func FuzzStripBody(f *testing.F) {
 		out := readAll(t, r)
 		if out != in && r.ContentLength != int64(len(out)) {
 			t.Fatalf("ContentLength %d for %d bytes", r.ContentLength, len(out))
+		}
+		if authPHP && ct == fuzzTypes[5] {
+			checkMultipart(t, in, out, found)
+			return
 		}
 		if oracleJSONSniff(in) {
 			ms, ok := oracleJSONObject(in)
@@ -327,4 +336,23 @@ func FuzzStripCookie(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkMultipart checks an auth.php multipart body: no credential field
+// is left, and a body without one is left as it was.
+func checkMultipart(t *testing.T, in, out string, found Found) {
+	t.Helper()
+	creds := oracleMultipartCreds(in)
+	if len(creds) == 0 {
+		if out != in {
+			t.Fatalf("no credential, but %q became %q", in, out)
+		}
+		return
+	}
+	if found.Kind != Key {
+		t.Fatalf("oracle reads %v in %q, Strip found %v", creds, in, found.Kind)
+	}
+	if left := oracleMultipartCreds(out); len(left) > 0 {
+		t.Fatalf("credentials %v left in %q", left, out)
+	}
 }

@@ -9,6 +9,7 @@ package legacy
 import (
 	"bytes"
 	"encoding/json"
+	"mime/multipart"
 	"net/url"
 	"strings"
 )
@@ -159,4 +160,23 @@ func oracleCookies(line string) []oracleCookieItem {
 
 func jsonUnmarshalString(raw string, v *string) error {
 	return json.Unmarshal([]byte(raw), v)
+}
+
+// oracleMultipartCreds returns the credential fields mime/multipart reads
+// in the multipart/form-data body s (boundary "x"), up to where it can read.
+func oracleMultipartCreds(s string) []string {
+	var creds []string
+	mr := multipart.NewReader(strings.NewReader(s), "x")
+	for {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			return creds
+		}
+		if p.FileName() != "" {
+			continue
+		}
+		if name, _ := oraclePHPName(p.FormName()); oracleIsCred(name, false) {
+			creds = append(creds, name)
+		}
+	}
 }

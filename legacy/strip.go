@@ -68,7 +68,7 @@ func Strip(r *http.Request, o Options) (Found, error) {
 		}
 		read = true
 		c.clone = true
-		newBody, bodyChanged, e = c.scanBody(bytesString(body), kind, sc)
+		newBody, bodyChanged, e = c.scanBody(bytesString(body), kind, sc, r.Header.Get("Content-Type"))
 		c.clone = false
 		if e != nil {
 			setBody(r, body, false)

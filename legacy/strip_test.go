@@ -186,6 +186,14 @@ func TestStripShapes(t *testing.T) {
 			want{kind: Key, login: "x", key: "k", authPHP: true, format: JSON, query: same, body: `{"type":"json"}`}},
 		{"auth.php any type", req{target: "/private/api/auth.php?type=xml", ct: "application/octet-stream", body: `{"USER_LOGIN":"x","USER_HASH":"k"}`},
 			want{kind: Key, login: "x", key: "k", authPHP: true, format: XML, query: same, body: "{}"}},
+		{"auth.php multipart", req{target: "/private/api/auth.php?type=json", ct: "multipart/form-data; boundary=XyZ",
+			body: "--XyZ\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\na@b.c\r\n" +
+				"--XyZ\r\nContent-Disposition: form-data; name=\"USER_HASH\"\r\n\r\nk\r\n" +
+				"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"USER_HASH\"\r\n\r\nfile\r\n--XyZ--\r\n"},
+			want{kind: Key, login: "a@b.c", key: "k", authPHP: true, format: JSON, query: same, body: ""}},
+		{"auth.php multipart without creds", req{target: "/private/api/auth.php", ct: "multipart/form-data; boundary=XyZ",
+			body: "--XyZ\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\njson\r\n--XyZ--\r\n"},
+			want{authPHP: true, format: JSON, query: same, body: same}},
 		{"auth.php path cleaned", req{target: "//private/api/./auth.php?USER_LOGIN=x&USER_HASH=k"},
 			want{kind: Key, login: "x", key: "k", authPHP: true, query: "", body: same}},
 		{"auth.php no creds", req{target: "/private/api/auth.php?type=json"},
@@ -387,6 +395,10 @@ func TestStripMalformed(t *testing.T) {
 		{"JSON and form at once", req{target: "/x", ct: "application/x-www-form-urlencoded", body: `{"a":"&USER_LOGIN=x&USER_HASH=k&"}`}, 400, false, XML},
 		{"conflicting sessions", req{target: "/x", cookies: []string{"session_id=a", "session_id=b"}}, 400, false, XML},
 		{"session control chars", req{target: "/x", cookies: []string{"session_id=a\x01b"}}, 400, false, XML},
+		{"auth.php multipart broken", req{target: "/private/api/auth.php", ct: "multipart/form-data; boundary=XyZ",
+			body: "--XyZ\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\nx"}, 400, true, XML},
+		{"auth.php multipart array", req{target: "/private/api/auth.php", ct: "multipart/form-data; boundary=XyZ",
+			body: "--XyZ\r\nContent-Disposition: form-data; name=\"USER_LOGIN[]\"\r\n\r\nx\r\n--XyZ--\r\n"}, 400, true, XML},
 		{"auth.php half credential JSON format", req{target: "/private/api/auth.php?type=json&USER_LOGIN=x"}, 400, true, JSON},
 		{"auth.php bad body keeps format", req{target: "/private/api/auth.php?type=json", ct: "application/json", body: `{"USER_LOGIN":`}, 400, true, JSON},
 	}
