@@ -133,9 +133,13 @@ func TestCodeGrantFailures(t *testing.T) {
 		hook   func(w http.ResponseWriter)
 		grants int // calls to the token endpoint expected
 	}{
-		"html":           {func(w http.ResponseWriter) { w.Write([]byte("<html>hello</html>")) }, 1},
-		"no access":      {func(w http.ResponseWriter) { w.Write([]byte(`{"token_type":"Bearer","expires_in":86400,"refresh_token":"r"}`)) }, 1},
-		"no expires_in":  {func(w http.ResponseWriter) { w.Write([]byte(`{"token_type":"Bearer","access_token":"a","refresh_token":"r"}`)) }, 1},
+		"html": {func(w http.ResponseWriter) { w.Write([]byte("<html>hello</html>")) }, 1},
+		"no access": {func(w http.ResponseWriter) {
+			w.Write([]byte(`{"token_type":"Bearer","expires_in":86400,"refresh_token":"r"}`))
+		}, 1},
+		"no expires_in": {func(w http.ResponseWriter) {
+			w.Write([]byte(`{"token_type":"Bearer","access_token":"a","refresh_token":"r"}`))
+		}, 1},
 		"500, retried":   {func(w http.ResponseWriter) { w.WriteHeader(500) }, 3},
 		"code revoked":   {func(w http.ResponseWriter) { writeProblem(w, 400, "Authorization code has been revoked") }, 1},
 		"empty 200 body": {func(w http.ResponseWriter) {}, 1},

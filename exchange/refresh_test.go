@@ -216,16 +216,20 @@ func hangUp(w http.ResponseWriter) {
 
 func TestRefreshFailuresKeepTheStoredPair(t *testing.T) {
 	cases := map[string]func(w http.ResponseWriter){
-		"hang up":       hangUp,
-		"500":           func(w http.ResponseWriter) { w.WriteHeader(500) },
-		"502 html":      func(w http.ResponseWriter) { w.WriteHeader(502); w.Write([]byte("<html>bad gateway</html>")) },
-		"200 html":      func(w http.ResponseWriter) { w.Write([]byte("<html>hello</html>")) },
-		"200 invalid":   func(w http.ResponseWriter) { w.Write([]byte(`{"access_token":`)) },
-		"no access":     func(w http.ResponseWriter) { w.Write([]byte(`{"token_type":"Bearer","expires_in":86400,"refresh_token":"r"}`)) },
-		"no expires_in": func(w http.ResponseWriter) { w.Write([]byte(`{"token_type":"Bearer","access_token":"a","refresh_token":"r"}`)) },
-		"429":           func(w http.ResponseWriter) { w.Header().Set("Retry-After", "5"); w.WriteHeader(429) },
-		"slow":          func(w http.ResponseWriter) { time.Sleep(time.Second) },
-		"bad client":    func(w http.ResponseWriter) { writeProblem(w, 400, "Check the `client_id` parameter") },
+		"hang up":     hangUp,
+		"500":         func(w http.ResponseWriter) { w.WriteHeader(500) },
+		"502 html":    func(w http.ResponseWriter) { w.WriteHeader(502); w.Write([]byte("<html>bad gateway</html>")) },
+		"200 html":    func(w http.ResponseWriter) { w.Write([]byte("<html>hello</html>")) },
+		"200 invalid": func(w http.ResponseWriter) { w.Write([]byte(`{"access_token":`)) },
+		"no access": func(w http.ResponseWriter) {
+			w.Write([]byte(`{"token_type":"Bearer","expires_in":86400,"refresh_token":"r"}`))
+		},
+		"no expires_in": func(w http.ResponseWriter) {
+			w.Write([]byte(`{"token_type":"Bearer","access_token":"a","refresh_token":"r"}`))
+		},
+		"429":        func(w http.ResponseWriter) { w.Header().Set("Retry-After", "5"); w.WriteHeader(429) },
+		"slow":       func(w http.ResponseWriter) { time.Sleep(time.Second) },
+		"bad client": func(w http.ResponseWriter) { writeProblem(w, 400, "Check the `client_id` parameter") },
 	}
 	for name, hook := range cases {
 		t.Run(name, func(t *testing.T) {
