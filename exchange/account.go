@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ const (
 func (b *Broker) AccountInfo(ctx context.Context, a Account, t *tokenstore.Token) (*AccountInfo, error) {
 	const op = "account info"
 	c := b.cfg.Load()
+	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if t == nil || t.AccessToken == "" || a.BaseURL == "" {
 		return nil, newErr(KindInternal, op, errors.New("no token or base URL"))
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,7 +204,7 @@ func (b *Broker) rememberBase(a Account) {
 // baseURL returns where account's API answers when no request names it.
 func (b *Broker) baseURL(c *Config, account string) string {
 	if c.BaseURL != nil {
-		if u := c.BaseURL(account); u != "" {
+		if u := strings.TrimRight(c.BaseURL(account), "/"); u != "" {
 			return u
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/amobridge/amobridge/tokenstore"
@@ -39,6 +40,7 @@ func (b *Broker) Token(ctx context.Context, a Account, login, key string) (*toke
 // tokenSlow is Token beyond the hot path. t and err are the store's answer.
 func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key string, kh []byte, t *tokenstore.Token, err error) (*tokenstore.Token, error) {
 	const op = "token"
+	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if a.Name == "" || a.BaseURL == "" {
 		return nil, newErr(KindInternal, op, errors.New("account without name or base URL"))
 	}
@@ -129,6 +131,7 @@ func (b *Broker) sessionSlow(ctx context.Context, c *Config, a Account, login st
 		}
 		return nil, newErr(KindInternal, op, err)
 	}
+	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if a.BaseURL == "" {
 		return nil, newErr(KindInternal, op, errors.New("account without base URL"))
 	}
@@ -165,6 +168,7 @@ func (b *Broker) sessionSlow(ctx context.Context, c *Config, a Account, login st
 func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAccess string) (*tokenstore.Token, error) {
 	const op = "reauthorize"
 	c := b.cfg.Load()
+	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if a.BaseURL == "" {
 		return nil, newErr(KindInternal, op, errors.New("account without base URL"))
 	}

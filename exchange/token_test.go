@@ -404,3 +404,16 @@ func TestSessionToken(t *testing.T) {
 		t.Error("SessionToken exchanged")
 	}
 }
+
+func TestBaseURLWithTrailingSlash(t *testing.T) {
+	e := newEnv(t, fakeStore, nil)
+	e.acct.BaseURL += "/"
+	const login = "kit@example.com"
+	key := e.user(login)
+	e.mustToken(login, key)
+	e.clock.Advance(25 * time.Hour)
+	e.mustToken(login, key)
+	if e.amo.stat(refreshes) != 1 {
+		t.Error("no refresh")
+	}
+}
