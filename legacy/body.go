@@ -15,10 +15,10 @@ import (
 type bodyKind uint8
 
 const (
-	bodyForm  bodyKind = iota + 1 // application/x-www-form-urlencoded
-	bodyJSON                      // a JSON media type: only an object can hold credentials
-	bodyLoose                     // no or a wrong media type: a JSON object, else a form
-	bodyMultipart                 // multipart/form-data, read on auth.php only
+	bodyForm      bodyKind = iota + 1 // application/x-www-form-urlencoded
+	bodyJSON                          // a JSON media type: only an object can hold credentials
+	bodyLoose                         // no or a wrong media type: a JSON object, else a form
+	bodyMultipart                     // multipart/form-data, read on auth.php only
 )
 
 // wantBody tells whether r's body may hold credentials, and how to read it.

@@ -571,3 +571,45 @@ func TestStripNilSafety(t *testing.T) {
 		t.Errorf("bare request: %+v %v", f, err)
 	}
 }
+
+type closeCounter struct {
+	io.Reader
+	closed int
+}
+
+func (c *closeCounter) Close() error { c.closed++; return nil }
+
+func TestStripBodyCloseReachesOriginal(t *testing.T) {
+	for _, body := range []string{"USER_LOGIN=x&USER_HASH=k&a=1", "a=1"} {
+		cc := &closeCounter{Reader: strings.NewReader(body)}
+		r := httptest.NewRequest("POST", "/x", nil)
+		r.Body, r.ContentLength = cc, int64(len(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if _, err := Strip(r, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Body.Close(); err != nil || cc.closed != 1 {
+			t.Errorf("%q: original closed %d times", body, cc.closed)
+		}
+	}
+}
+
+func TestStripRequestURIVariants(t *testing.T) {
+	// Absolute-form request target (proxy requests).
+	r := httptest.NewRequest("GET", "http://acme.amocrm.ru/api/v2/leads?USER_LOGIN=x&USER_HASH=k&a=1", nil)
+	r.RequestURI = "http://acme.amocrm.ru/api/v2/leads?USER_LOGIN=x&USER_HASH=k&a=1"
+	if _, err := Strip(r, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.RequestURI != "http://acme.amocrm.ru/api/v2/leads?a=1" || r.URL.RawQuery != "a=1" {
+		t.Errorf("RequestURI %q RawQuery %q", r.RequestURI, r.URL.RawQuery)
+	}
+	// A client-side request has no RequestURI: it stays empty.
+	r = &http.Request{Method: "GET", URL: &url.URL{Path: "/x", RawQuery: "USER_LOGIN=x&USER_HASH=k"}, Header: http.Header{}}
+	if _, err := Strip(r, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.RequestURI != "" || r.URL.RawQuery != "" || r.URL.String() != "/x" {
+		t.Errorf("RequestURI %q URL %q", r.RequestURI, r.URL)
+	}
+}
