@@ -107,6 +107,7 @@ var (
 	errNoToken      = errors.New("no token for this user")
 	errKeyMismatch  = errors.New("key does not match the user's token")
 	errTooManyTurns = errors.New("token kept changing under the request")
+	errNotSent      = errors.New("amoCRM unreachable (no connection)")
 )
 
 func newErr(k Kind, op string, err error) *Error { return &Error{Kind: k, Op: op, Err: err} }

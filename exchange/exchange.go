@@ -131,8 +131,16 @@ func (b *Broker) runExchange(a Account, login, key string, kh []byte) (flightRes
 			}
 			b.dropPending(state)
 		}
-		// Upstream failures keep the pending state: amoCRM may have taken
-		// the request, and its code will still be accepted.
+		if errors.Is(e, errNotSent) {
+			// amoCRM never heard of this attempt: it does not count.
+			b.dropPending(state)
+			att.At = time.Time{}
+			if err := b.store.PutAttempt(ctx, att); err != nil {
+				log.Error("cannot reset the exchange attempt", zap.Error(err))
+			}
+		}
+		// Other upstream failures keep the pending state: amoCRM may have
+		// taken the request, and its code will still be accepted.
 		log.Warn("exchange failed", zap.Error(e))
 		return r, e
 	}

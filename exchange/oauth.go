@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,6 +52,10 @@ func call(c *Config, req *http.Request, op string) (*answer, *Error) {
 func netErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("amoCRM did not answer: %w", ctx.Err())
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return fmt.Errorf("%w: %w", errNotSent, oe)
 	}
 	var te interface{ Timeout() bool }
 	if errors.As(err, &te) && te.Timeout() {

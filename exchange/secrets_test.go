@@ -33,7 +33,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	e := newEnv(t, badgerStore, func(c *Config) {
 		c.Logger = zap.New(zapcore.NewTee(core, audit.core))
 		c.ExchangeTimeout = 100 * time.Millisecond
-		c.HTTPClient = &http.Client{Timeout: 300 * time.Millisecond}
+		c.HTTPClient = &http.Client{Timeout: 600 * time.Millisecond}
 	})
 	secrets := map[string]struct{}{e.cfg.ClientSecret: {}}
 	var errs []string
@@ -88,7 +88,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	tok(other, e.user(other))
 	e.amo.wait()
 	e.amo.set(func(f *fakeAmo) {
-		f.exchangeHook = func(w http.ResponseWriter, _ string) bool { time.Sleep(time.Second); return true }
+		f.exchangeHook = func(w http.ResponseWriter, _ string) bool { time.Sleep(1500 * time.Millisecond); return true }
 	})
 	const third = "lou@example.com"
 	tok(third, e.user(third))
