@@ -428,3 +428,67 @@ func TestKeeperUsesConfiguredBaseURL(t *testing.T) {
 		t.Fatalf("keeper refreshed %d pairs on its second round, want 0", n)
 	}
 }
+
+// A refresh flight started with an access token that another flight has
+// already replaced spends nothing: it answers with the stored token.
+func TestRefreshFlightRereadsTheStore(t *testing.T) {
+	e := newEnv(t, badgerStore, nil)
+	const login = "mia@example.com"
+	key := e.user(login)
+	old := e.mustToken(login, key)
+	e.clock.Advance(25 * time.Hour)
+	cur := e.mustToken(login, key) // refreshed
+	got, err := e.b.refresh(context.Background(), e.acct, login, old.AccessToken)
+	if err != nil || got.AccessToken != cur.AccessToken {
+		t.Fatalf("refresh with a stale token: %v", err)
+	}
+	if n := e.amo.stat(refreshCalls); n != 1 {
+		t.Errorf("%d refresh calls, want 1", n)
+	}
+	if n := e.amo.stat(reuses); n != 0 {
+		t.Errorf("%d reuses", n)
+	}
+}
+
+// A refresh that finishes after the token was replaced (an exchange with a
+// new key) does not overwrite the newer token.
+func TestRefreshDoesNotOverwriteANewerToken(t *testing.T) {
+	e := newEnv(t, fakeStore, nil)
+	const login = "noa@example.com"
+	key := e.user(login)
+	e.mustToken(login, key)
+	e.clock.Advance(24*time.Hour - 5*time.Minute)
+	newer := make(chan struct{})
+	e.amo.set(func(f *fakeAmo) {
+		f.tokenHook = func(w http.ResponseWriter, grant string) bool {
+			if grant == "refresh_token" {
+				<-newer // the refresh answers only after the replacement
+			}
+			return false
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.token(login, key)
+		done <- err
+	}()
+	eventually(t, "the refresh call", func() bool { return e.amo.stat(refreshCalls) == 1 })
+	// Meanwhile the user's new key is exchanged (the password changed).
+	newKey := e.user(login)
+	e.amo.set(func(f *fakeAmo) {
+		f.tokenHook = func(w http.ResponseWriter, grant string) bool { return false }
+	})
+	replaced := e.mustToken(login, newKey)
+	close(newer)
+	// The old key's call ends with the old key now wrong (or, had it won
+	// the race, with its own token), never with the new key's token.
+	if err := <-done; err != nil && KindOf(err) != KindWrongKey {
+		t.Fatalf("the old key's call: %v", err)
+	}
+	if st := e.stored(login); st.AccessToken != replaced.AccessToken {
+		t.Fatal("the refresh overwrote the newer token")
+	}
+	if tok := e.mustToken(login, newKey); tok.AccessToken != replaced.AccessToken {
+		t.Fatal("the new key lost its token")
+	}
+}

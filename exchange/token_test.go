@@ -417,3 +417,28 @@ func TestBaseURLWithTrailingSlash(t *testing.T) {
 		t.Error("no refresh")
 	}
 }
+
+func TestRejectedKeyOfAColdUserIsRememberedAsWrong(t *testing.T) {
+	e := newEnv(t, badgerStore, nil)
+	const login = "lia@example.com"
+	e.user(login)
+	wrong := "key" + randHex(20)
+	noteSecret(wrong)
+	_, err := e.token(login, wrong)
+	wantKind(t, err, KindWrongKey)
+	// Remembered as wrong (401), not merely limited (503), for the interval.
+	e.clock.Advance(time.Minute)
+	_, err = e.token(login, wrong)
+	if we := wantKind(t, err, KindWrongKey); we.RetryAfter <= 3*time.Minute || we.RetryAfter > 4*time.Minute {
+		t.Errorf("RetryAfter %v, want about 4m", we.RetryAfter)
+	}
+	// Another key within the interval: limited (this one was not tried).
+	_, err = e.token(login, "key"+randHex(20))
+	wantKind(t, err, KindLimited)
+	if got := e.amo.stat(exchanges); got != 1 {
+		t.Errorf("%d exchanges, want 1", got)
+	}
+	if e.stored(login) != nil {
+		t.Error("a token was stored")
+	}
+}
