@@ -16,6 +16,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/amobridge/amobridge/tokenstore"
 )
 
 // Exit codes of `caddy amocrm`.
@@ -37,6 +39,9 @@ Operates the amocrm_auth token store of a running Caddy through its admin API
   caddy amocrm tokens [--account acme]          lists stored tokens (never a secret)
   caddy amocrm revoke --account acme --login L  revokes one user's token
   caddy amocrm migrate --file users.csv         exchanges many users' keys for tokens
+  caddy amocrm rotate-key --store DIR           re-encrypts a stopped store under a new key
+                                                (keys from $AMOBRIDGE_OLD_STORE_KEY and
+                                                $AMOBRIDGE_STORE_KEY, hex or base64)
 
 The migrate file is CSV (account,login,api_key; an optional header line) or a
 JSON array of {"account","login","api_key"}. Keys are used once and never
@@ -62,7 +67,13 @@ stored. Exit codes: 0 all done, 1 error, 2 some users not exchanged.`,
 			migrate.Flags().Duration("poll", time.Second, "how often to print progress")
 			migrate.Flags().String("store", "", "the store path, when several are open")
 
-			cmd.AddCommand(tokens, revoke, migrate)
+			rotate := &cobra.Command{Use: "rotate-key", Short: "Re-encrypt a stopped store under a new key", Args: cobra.NoArgs,
+				RunE: runExit(cmdRotateKey)}
+			rotate.Flags().String("store", "", "the store directory (Caddy must be stopped)")
+			rotate.Flags().String("old-key-env", "AMOBRIDGE_OLD_STORE_KEY", "environment variable holding the current key")
+			rotate.Flags().String("new-key-env", "AMOBRIDGE_STORE_KEY", "environment variable holding the new key")
+
+			cmd.AddCommand(tokens, revoke, migrate, rotate)
 		},
 	})
 }
@@ -233,4 +244,26 @@ func countsLine(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+func cmdRotateKey(c *cobra.Command) (int, error) {
+	dir, _ := c.Flags().GetString("store")
+	oldEnv, _ := c.Flags().GetString("old-key-env")
+	newEnv, _ := c.Flags().GetString("new-key-env")
+	if dir == "" {
+		return exitError, errors.New("--store is required")
+	}
+	oldKey, err := tokenstore.ParseEncryptionKey(os.Getenv(oldEnv))
+	if err != nil {
+		return exitError, fmt.Errorf("old key ($%s): %w", oldEnv, err)
+	}
+	newKey, err := tokenstore.ParseEncryptionKey(os.Getenv(newEnv))
+	if err != nil {
+		return exitError, fmt.Errorf("new key ($%s): %w", newEnv, err)
+	}
+	if err := tokenstore.RotateKey(dir, oldKey, newKey); err != nil {
+		return exitError, err
+	}
+	fmt.Printf("store %s is now encrypted with the key in $%s; configure encryption_key with it and start Caddy\n", dir, newEnv)
+	return exitOK, nil
 }
