@@ -52,6 +52,9 @@ type TokenInfo struct {
 	IssuedAt     time.Time  `json:"issued_at"`
 	RefreshAge   string     `json:"refresh_age"`
 	LastUsed     *time.Time `json:"last_used,omitempty"`
+	// Dead: amoCRM refused the refresh token; the user's next request with
+	// the right key exchanges again.
+	Dead bool `json:"dead,omitempty"`
 }
 
 // openBackends lists the token stores open in this process.
@@ -91,7 +94,8 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 					return nil
 				}
 				ti := TokenInfo{Store: b.opts.Path, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
-					IssuedAt: t.IssuedAt, RefreshAge: now.Sub(t.IssuedAt).Round(time.Second).String()}
+					IssuedAt: t.IssuedAt, RefreshAge: now.Sub(t.IssuedAt).Round(time.Second).String(),
+					Dead: t.RefreshToken == ""}
 				if !t.LastUsed.IsZero() {
 					lu := t.LastUsed
 					ti.LastUsed = &lu

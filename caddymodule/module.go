@@ -258,6 +258,7 @@ func (h *Handler) exchangeConfig() exchange.Config {
 		KeepAlive:        durationOr(h.KeepAlive, DefaultKeepAlive),
 		Logger:           h.logger.Named("exchange"),
 		BaseURL:          func(account string) string { return h.accountByName(account).BaseURL },
+		Observe:          h.metrics.observe,
 	}
 }
 

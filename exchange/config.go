@@ -46,6 +46,38 @@ type Config struct {
 	// "", means the base last seen in a request for that account; an account
 	// not seen since the start is then skipped.
 	BaseURL func(account string) string
+
+	// Observe, if set, is told of the broker's events, for metrics:
+	// ("lookup", "hit"|"miss", 0) for every token lookup of a request,
+	// ("exchange", result, duration) when an exchange flight ends and
+	// ("refresh", result, duration) when a refresh ends, where result is
+	// "ok", "rejected", "limited", "timeout", "failed" or "dead". It must be
+	// cheap and must not block; it never receives a user, key or token.
+	Observe func(event, result string, d time.Duration)
+}
+
+// observe reports an event to c.Observe, if set.
+func (c *Config) observe(event, result string, d time.Duration) {
+	if c.Observe != nil {
+		c.Observe(event, result, d)
+	}
+}
+
+// resultOf names the outcome of an exchange or refresh for Observe.
+func resultOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	switch KindOf(err) {
+	case KindWrongKey:
+		return "rejected"
+	case KindLimited:
+		return "limited"
+	case KindTimeout:
+		return "timeout"
+	default:
+		return "failed"
+	}
 }
 
 // normalize validates c and returns a copy with defaults filled in.

@@ -63,7 +63,18 @@ func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key 
 
 // runExchange is the body of a user's exchange flight. It runs under the
 // broker's context, not a caller's: callers may leave, the flight goes on.
-func (b *Broker) runExchange(a Account, login, key string, kh []byte) (flightResult, error) {
+func (b *Broker) runExchange(a Account, login, key string, kh []byte) (r flightResult, err error) {
+	c0, start := b.cfg.Load(), time.Now()
+	defer func() {
+		if r.tok != nil || err != nil {
+			c0.observe("exchange", resultOf(err), time.Since(start))
+		}
+	}()
+	return b.runExchangeFlight(a, login, key, kh)
+}
+
+// runExchangeFlight does the work of runExchange.
+func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (flightResult, error) {
 	const op = "exchange"
 	r := flightResult{kh: kh}
 	done, ok := b.track()

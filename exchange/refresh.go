@@ -34,7 +34,25 @@ func (b *Broker) refresh(ctx context.Context, a Account, login, stale string) (*
 // runRefresh is the body of a user's refresh flight, under the broker's
 // context. The refresh token it spends is the one in the store now, and the
 // new pair is stored (synced) before anyone gets the new access token.
-func (b *Broker) runRefresh(a Account, login, stale string) (*tokenstore.Token, error) {
+func (b *Broker) runRefresh(a Account, login, stale string) (tok *tokenstore.Token, err error) {
+	c0, start := b.cfg.Load(), time.Now()
+	granted := false
+	defer func() {
+		if !granted {
+			return // no grant was needed or possible: not a refresh
+		}
+		res := resultOf(err)
+		if errors.Is(err, errDeadRefresh) {
+			res = "dead"
+		}
+		c0.observe("refresh", res, time.Since(start))
+	}()
+	return b.runRefreshOnce(a, login, stale, &granted)
+}
+
+// runRefreshOnce does the work of runRefresh.
+// It sets *granted when it asks amoCRM for a new pair.
+func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (*tokenstore.Token, error) {
 	const op = "refresh"
 	done, ok := b.track()
 	if !ok {
@@ -62,6 +80,7 @@ func (b *Broker) runRefresh(a Account, login, stale string) (*tokenstore.Token, 
 	spent := cur.RefreshToken
 
 	log.Debug("refreshing the access token", zap.Time("expiry", cur.Expiry))
+	*granted = true
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
 	ot, fail, e := grant(gctx, c, a.BaseURL, grantBody{GrantType: "refresh_token", RefreshToken: spent}, now)
 	cancel()

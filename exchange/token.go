@@ -28,6 +28,11 @@ func (b *Broker) Token(ctx context.Context, a Account, login, key string) (*toke
 	c := b.cfg.Load()
 	kh := b.store.HashKey(key)
 	t, err := b.store.Get(ctx, a.Name, login)
+	if err == nil {
+		c.observe("lookup", "hit", 0)
+	} else if errors.Is(err, tokenstore.ErrNotFound) {
+		c.observe("lookup", "miss", 0)
+	}
 	if err == nil && keyMatches(t, kh) {
 		if now := c.Now(); fresh(t, now, c.RefreshAhead) {
 			b.store.Touch(a.Name, login, now)
