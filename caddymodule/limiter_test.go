@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestLimiterOffWhenZero(t *testing.T) {
+	l := newAccountLimiter(0)
+	for i := 0; i < 1000; i++ {
+		if w, ra, err := l.wait(context.Background(), "acme"); w != 0 || ra != 0 || err != nil {
+			t.Fatalf("rate_limit 0 must not limit: %v %v %v", w, ra, err)
+		}
+	}
+}
+
+func TestLimiterQueueIsBounded(t *testing.T) {
+	l := newAccountLimiter(1) // about one request per second
+	l.maxWait = 50 * time.Millisecond
+	ctx := context.Background()
+	if _, ra, err := l.wait(ctx, "acme"); ra != 0 || err != nil {
+		t.Fatalf("first request must pass: %v %v", ra, err)
+	}
+	// The next one would wait about a second: more than maxWait.
+	_, ra, err := l.wait(ctx, "acme")
+	if err != nil || ra <= 0 {
+		t.Fatalf("a request past the queue bound must be refused with a retry time, got %v %v", ra, err)
+	}
+	// Another account is not affected.
+	if _, ra, err := l.wait(ctx, "other"); ra != 0 || err != nil {
+		t.Fatalf("another account must pass: %v %v", ra, err)
+	}
+}
+
+func TestLimiterWaitEndsWithContext(t *testing.T) {
+	l := newAccountLimiter(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, _, err := l.wait(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, _, err := l.wait(ctx, "acme"); err == nil {
+		t.Fatal("a waiting request whose client left must end with the context's error")
+	}
+}
+
+func TestLimiterForgetsIdleAccounts(t *testing.T) {
+	l := newAccountLimiter(1000)
+	now := time.Now()
+	for i := 0; i < maxIdleLimiters+10; i++ {
+		l.limiterFor(fmt.Sprintf("acct%d", i), now.Add(time.Hour))
+	}
+	if n := len(l.per); n > maxIdleLimiters {
+		t.Fatalf("%d limiters kept, want at most %d", n, maxIdleLimiters)
+	}
+}
