@@ -51,11 +51,12 @@ type Badger struct {
 	secret     []byte   // HMAC key of HashKey
 	attemptTTL time.Duration
 
-	cache   cache
-	hmacs   sync.Pool // of hash.Hash (HMAC-SHA256 keyed with secret)
-	closed  atomic.Bool
-	gate    gate // counts the operations that use db, so Close can wait for them
-	sweepMu sync.Mutex
+	cache    cache
+	sessions sessionCache
+	hmacs    sync.Pool // of hash.Hash (HMAC-SHA256 keyed with secret)
+	closed   atomic.Bool
+	gate     gate // counts the operations that use db, so Close can wait for them
+	sweepMu  sync.Mutex
 }
 
 var _ Store = (*Badger)(nil)

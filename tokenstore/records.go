@@ -19,12 +19,22 @@ func (s *Badger) PutSession(ctx context.Context, id string, sess Session) error 
 	if sess.Expires.IsZero() {
 		return errors.New("tokenstore: put session without expiry")
 	}
-	return s.putRecord(ctx, "session", hashedKey(prefixSession, id), encodeSession(sess), sess.Expires)
+	if err := s.putRecord(ctx, "session", hashedKey(prefixSession, id), encodeSession(sess), sess.Expires); err != nil {
+		return err
+	}
+	s.sessions.put(id, sess)
+	return nil
 }
 
 // GetSession returns the session stored under id, or ErrNotFound if it is
 // missing or expired.
 func (s *Badger) GetSession(ctx context.Context, id string) (Session, error) {
+	if s.closed.Load() {
+		return Session{}, ErrClosed
+	}
+	if sess, ok := s.sessions.get(id, time.Now()); ok {
+		return sess, nil
+	}
 	var sess Session
 	err := s.getRecord(ctx, "session", hashedKey(prefixSession, id), func(v []byte) (err error) {
 		sess, err = decodeSession(v)
@@ -36,11 +46,13 @@ func (s *Badger) GetSession(ctx context.Context, id string) (Session, error) {
 	if !sess.Expires.After(time.Now()) {
 		return Session{}, ErrNotFound
 	}
+	s.sessions.put(id, sess)
 	return sess, nil
 }
 
 // DeleteSession removes the session stored under id, synced.
 func (s *Badger) DeleteSession(ctx context.Context, id string) error {
+	s.sessions.drop(id)
 	return s.deleteRecord(ctx, "session", hashedKey(prefixSession, id))
 }
 

@@ -23,6 +23,7 @@ func (s *Badger) Sweep(ctx context.Context, now time.Time) (int, error) {
 	defer s.exit()
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
+	s.sessions.sweep(now)
 	removed := 0
 	for _, prefix := range []string{prefixSession, prefixPending} {
 		n, err := s.sweepExpired(ctx, prefix, now)
