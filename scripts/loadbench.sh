@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# scripts/loadbench.sh: what amocrm_auth costs under load, against plain
+# reverse_proxy, on this machine (everything on 127.0.0.1).
+#
+#   scripts/loadbench.sh [compare|scale|all]     (default: compare)
+#
+# compare: one local upstream (scripts/loadbench/upstream: 200 + a small JSON)
+#   and two Caddys built by scripts/build.sh:
+#     (a) amocrm_auth (rate_limit 0, an encrypted Badger store holding the
+#         user's token, seeded through tokenstore) + reverse_proxy to the upstream;
+#     (b) reverse_proxy to the same upstream with header_up Authorization "Bearer static".
+#   A first request warms (a) up; then wrk runs against (a) with the user's
+#   legacy credentials in the query and against (b) with a plain URL, with the
+#   same settings, alternating for ROUNDS rounds. It prints throughput and
+#   p50/p99 latency of both and their ratio. Targets: (a)/(b) throughput >= 0.95,
+#   p99 added < 1 ms.
+# scale: seeds SCALE_USERS users (default 100,000) into an encrypted store,
+#   starts Caddy (a) on it and reports the time to ready, RSS, and latency of a
+#   first request for every user (cold: read from Badger) and of random users
+#   afterwards (warm: memory), with scripts/loadbench/loadgen.
+#
+# Environment: DURATION (15s), THREADS (2), CONNS (32), ROUNDS (2), SCALE_USERS
+# (100000), SCALE_CONNS (16), KEEP=1 keeps the work directory (logs, configs).
+# wrk comes from Debian's packages; it is installed with apt-get if missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODE="${1:-compare}"
+DURATION="${DURATION:-15s}"
+THREADS="${THREADS:-2}"
+CONNS="${CONNS:-32}"
+ROUNDS="${ROUNDS:-2}"
+SCALE_USERS="${SCALE_USERS:-100000}"
+SCALE_CONNS="${SCALE_CONNS:-16}"
+CADDY="$ROOT/bin/caddy"
+
+log() { printf 'loadbench: %s\n' "$*" >&2; }
+die() { printf 'loadbench: error: %s\n' "$*" >&2; exit 1; }
+
+case "$MODE" in compare | scale | all) ;; *) die "usage: $0 [compare|scale|all]" ;; esac
+export PATH="/usr/local/go/bin:$PATH"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/amobridge-loadbench.XXXXXX")"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ "${KEEP:-0}" == 1 ]]; then
+		log "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+# --- tools -------------------------------------------------------------------
+if ! command -v wrk >/dev/null 2>&1; then
+	log "installing wrk from Debian's packages"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+command -v wrk >/dev/null 2>&1 || die "wrk is not installed"
+
+log "building bin/caddy (scripts/build.sh) and the helpers"
+bash "$ROOT/scripts/build.sh"
+mkdir -p "$WORK/bin"
+(cd "$ROOT" && go build -o "$WORK/bin/" ./scripts/loadbench/upstream ./scripts/loadbench/seed ./scripts/loadbench/loadgen)
+
+# --- helpers -----------------------------------------------------------------
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			printf '%s' "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_port PORT PID NAME: waits until 127.0.0.1:PORT accepts connections.
+wait_port() {
+	local i
+	for i in $(seq 1 600); do
+		kill -0 "$2" 2>/dev/null || die "$3 exited while starting (see $WORK/$3.log)"
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+			return
+		fi
+		sleep 0.05
+	done
+	die "$3 did not listen on 127.0.0.1:$1 in 30 s"
+}
+
+now_ms() { date +%s%3N; }
+
+rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+STORE_KEY="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+CLIENT_SECRET="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+
+# caddyfile_amocrm NAME ADMIN_PORT HTTP_PORT STORE_DIR: config (a).
+caddyfile_amocrm() {
+	cat <<EOF
+{
+	admin 127.0.0.1:$2
+	default_bind 127.0.0.1
+	http_port $3
+	auto_https off
+	persist_config off
+	storage file_system $WORK/$1/data
+}
+
+http://127.0.0.1:$3 {
+	amocrm_auth {
+		client_id 5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6
+		client_secret {env.LOADBENCH_CLIENT_SECRET}
+		redirect_uri http://127.0.0.1:$3/amocrm/oauth/callback
+		subdomain acme
+		# No exchange happens: the users' tokens are seeded. Port 9 is discard.
+		api_base http://127.0.0.1:9/{subdomain}
+		rate_limit 0
+		store badger {
+			path $4
+			encryption_key {env.LOADBENCH_STORE_KEY}
+		}
+	}
+	reverse_proxy 127.0.0.1:$UP_PORT
+}
+EOF
+}
+
+# caddyfile_plain NAME ADMIN_PORT HTTP_PORT: config (b).
+caddyfile_plain() {
+	cat <<EOF
+{
+	admin 127.0.0.1:$2
+	default_bind 127.0.0.1
+	http_port $3
+	auto_https off
+	persist_config off
+	storage file_system $WORK/$1/data
+}
+
+http://127.0.0.1:$3 {
+	reverse_proxy 127.0.0.1:$UP_PORT {
+		header_up Authorization "Bearer static"
+	}
+}
+EOF
+}
+
+# start_caddy NAME CONFIG_TEXT HTTP_PORT: starts Caddy, sets CADDY_PID,
+# START_MS (when it was started) and READY_MS (from then to the site's port
+# accepting connections).
+start_caddy() {
+	local name="$1" cfg="$WORK/$1/Caddyfile" t0
+	mkdir -p "$WORK/$name/home" "$WORK/$name/data"
+	printf '%s\n' "$2" >"$cfg"
+	t0="$(now_ms)"
+	HOME="$WORK/$name/home" XDG_DATA_HOME="$WORK/$name/home" XDG_CONFIG_HOME="$WORK/$name/home" \
+		LOADBENCH_CLIENT_SECRET="$CLIENT_SECRET" LOADBENCH_STORE_KEY="$STORE_KEY" \
+		"$CADDY" run --adapter caddyfile --config "$cfg" >"$WORK/$name.log" 2>&1 &
+	CADDY_PID=$!
+	START_MS="$t0"
+	PIDS+=("$CADDY_PID")
+	wait_port "$3" "$CADDY_PID" "$name"
+	READY_MS=$(($(now_ms) - t0))
+}
+
+# first_ok_ms URL: polls URL until it answers 200; prints the ms since START_MS.
+first_ok_ms() {
+	local i
+	for i in $(seq 1 1200); do
+		if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" == 200 ]]; then
+			printf '%d' $(($(now_ms) - START_MS))
+			return
+		fi
+		sleep 0.025
+	done
+	die "no 200 from $1 within 30 s"
+}
+
+# to_ms VALUE: wrk's 1.23us / 4.56ms / 1.2s in milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0
+		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+		printf "%.3f", n
+	}'
+}
+
+# run_wrk NAME URL: runs wrk, prints "rps p50_ms p99_ms non2xx".
+run_wrk() {
+	local out="$WORK/wrk-$1-$(now_ms).txt" rps p50 p99 bad
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+	rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
+	p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
+	p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
+	bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
+	printf '%s %s %s %s\n' "$rps" "$p50" "$p99" "${bad:-0}"
+}
+
+# --- the upstream ------------------------------------------------------------
+UP_PORT="$(free_port)"
+"$WORK/bin/upstream" -addr "127.0.0.1:$UP_PORT" >"$WORK/upstream.log" 2>&1 &
+UP_PID=$!
+PIDS+=("$UP_PID")
+wait_port "$UP_PORT" "$UP_PID" upstream
+
+printf 'machine: %s cores, %s, %s, load average %s\n' "$(nproc)" \
+	"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(go version | awk '{ print $3 }')" \
+	"$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- compare -----------------------------------------------------------------
+if [[ "$MODE" == compare || "$MODE" == all ]]; then
+	"$WORK/bin/seed" -store "$WORK/store-compare" -users 1 -key "$STORE_KEY" >/dev/null
+	A_ADMIN="$(free_port)" A_HTTP="$(free_port)"
+	start_caddy caddy-a "$(caddyfile_amocrm caddy-a "$A_ADMIN" "$A_HTTP" "$WORK/store-compare")" "$A_HTTP"
+	A_PID="$CADDY_PID"
+	B_ADMIN="$(free_port)" B_HTTP="$(free_port)"
+	start_caddy caddy-b "$(caddyfile_plain caddy-b "$B_ADMIN" "$B_HTTP")" "$B_HTTP"
+	B_PID="$CADDY_PID"
+
+	# user 0 of scripts/loadbench/lbusers
+	CRED="USER_LOGIN=user0%40example.com&USER_HASH=000000000000000000000000000000000000a5a5"
+	URL_A="http://127.0.0.1:$A_HTTP/api/v2/leads?limit_rows=50&$CRED"
+	URL_B="http://127.0.0.1:$B_HTTP/api/v2/leads?limit_rows=50"
+	for u in "$URL_A" "$URL_B"; do
+		code="$(curl -s -o /dev/null -w '%{http_code}' "$u")"
+		[[ "$code" == 200 ]] || die "warm-up request answered $code (logs in $WORK; KEEP=1 keeps them)"
+	done
+	log "warm; wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) each, alternating"
+
+	sum_a=0 sum_b=0 p50_a=0 p50_b=0 p99_a=0 p99_b=0
+	printf '%-28s %12s %10s %10s %8s\n' "run" "req/s" "p50 ms" "p99 ms" "non-2xx"
+	for r in $(seq 1 "$ROUNDS"); do
+		read -r rps p50 p99 bad <<<"$(run_wrk a "$URL_A")"
+		printf '%-28s %12s %10s %10s %8s\n' "round $r (a) amocrm_auth" "$rps" "$p50" "$p99" "$bad"
+		sum_a="$(awk -v s="$sum_a" -v x="$rps" 'BEGIN { print s + x }')"
+		p50_a="$(awk -v s="$p50_a" -v x="$p50" 'BEGIN { print s + x }')"
+		p99_a="$(awk -v s="$p99_a" -v x="$p99" 'BEGIN { print s + x }')"
+		read -r rps p50 p99 bad <<<"$(run_wrk b "$URL_B")"
+		printf '%-28s %12s %10s %10s %8s\n' "round $r (b) reverse_proxy" "$rps" "$p50" "$p99" "$bad"
+		sum_b="$(awk -v s="$sum_b" -v x="$rps" 'BEGIN { print s + x }')"
+		p50_b="$(awk -v s="$p50_b" -v x="$p50" 'BEGIN { print s + x }')"
+		p99_b="$(awk -v s="$p99_b" -v x="$p99" 'BEGIN { print s + x }')"
+	done
+	awk -v n="$ROUNDS" -v ra="$sum_a" -v rb="$sum_b" -v a50="$p50_a" -v b50="$p50_b" -v a99="$p99_a" -v b99="$p99_b" 'BEGIN {
+		ra /= n; rb /= n; a50 /= n; b50 /= n; a99 /= n; b99 /= n
+		ratio = ra / rb; added = a99 - b99
+		printf "\nmean of %d rounds:\n", n
+		printf "  (a) amocrm_auth + reverse_proxy : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", ra, a50, a99
+		printf "  (b) reverse_proxy only          : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", rb, b50, b99
+		printf "  throughput ratio (a)/(b)        : %.3f   (target >= 0.95: %s)\n", ratio, (ratio >= 0.95 ? "met" : "MISSED")
+		printf "  p50 added                       : %+.3f ms\n", a50 - b50
+		printf "  p99 added                       : %+.3f ms  (target < 1 ms: %s)\n", added, (added < 1 ? "met" : "MISSED")
+	}'
+	printf '  RSS after the runs: (a) %s MB, (b) %s MB\n' "$(rss_mb "$A_PID")" "$(rss_mb "$B_PID")"
+fi
+
+# --- scale -------------------------------------------------------------------
+if [[ "$MODE" == scale || "$MODE" == all ]]; then
+	log "seeding $SCALE_USERS users into an encrypted store"
+	t0="$(now_ms)"
+	"$WORK/bin/seed" -store "$WORK/store-scale" -users "$SCALE_USERS" -key "$STORE_KEY"
+	seed_ms=$(($(now_ms) - t0))
+	S_ADMIN="$(free_port)" S_HTTP="$(free_port)"
+	start_caddy caddy-scale "$(caddyfile_amocrm caddy-scale "$S_ADMIN" "$S_HTTP" "$WORK/store-scale")" "$S_HTTP"
+	S_PID="$CADDY_PID"
+	USER0="http://127.0.0.1:$S_HTTP/api/v2/leads?USER_LOGIN=user0%40example.com&USER_HASH=000000000000000000000000000000000000a5a5"
+	first_ms="$(first_ok_ms "$USER0")"
+	sleep 1
+	rss_start="$(rss_mb "$S_PID")"
+	printf '\nscale: %d users (seeded in %d ms), store %s on disk\n' "$SCALE_USERS" "$seed_ms" "$(du -sh "$WORK/store-scale" | cut -f1)"
+	printf '  Caddy start to listening        : %d ms; to the first 200: %d ms; RSS %s MB\n' "$READY_MS" "$first_ms" "$rss_start"
+	printf '  cold, every user once (-c %d)   : ' "$SCALE_CONNS"
+	"$WORK/bin/loadgen" -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode seq -c "$SCALE_CONNS"
+	rss_cold="$(rss_mb "$S_PID")"
+	printf '  RSS with every user cached      : %s MB (%.2f KB per user over the start)\n' "$rss_cold" \
+		"$(awk -v a="$rss_cold" -v b="$rss_start" -v n="$SCALE_USERS" 'BEGIN { print (a - b) * 1024 / n }')"
+	printf '  warm, random users (-c %d, %s) : ' "$SCALE_CONNS" "$DURATION"
+	"$WORK/bin/loadgen" -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode random -c "$SCALE_CONNS" -d "$DURATION"
+	printf '  RSS after                       : %s MB\n' "$(rss_mb "$S_PID")"
+	kill "$S_PID"
+	wait "$S_PID" 2>/dev/null || true
+	# A restart on the full store: the store is opened at start, its cache is cold.
+	start_caddy caddy-scale2 "$(caddyfile_amocrm caddy-scale2 "$S_ADMIN" "$S_HTTP" "$WORK/store-scale")" "$S_HTTP"
+	first_ms="$(first_ok_ms "$USER0")"
+	sleep 1
+	printf '  restart on the full store       : listening in %d ms, first 200 in %d ms; RSS %s MB\n' "$READY_MS" "$first_ms" "$(rss_mb "$CADDY_PID")"
+fi
