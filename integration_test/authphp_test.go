@@ -261,6 +261,8 @@ func TestAuthPHP(t *testing.T) {
 		{"raw Set-Cookie line", []string{"session_id=" + sid + "; path=/; secure; HttpOnly"}, nil},
 		{"raw Set-Cookie lines joined by commas", []string{"session_id=" + sid + "; path=/; secure; HttpOnly, lang=ru; path=/"}, []string{"lang=ru; path=/"}},
 		{"raw Set-Cookie line after another cookie", []string{"lang=ru; session_id=" + sid + "; path=/; HttpOnly"}, []string{"lang=ru"}},
+		{"raw Set-Cookie line with an Expires date", []string{"session_id=" + sid + "; expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=900; path=/; HttpOnly, lang=ru"}, []string{"lang=ru"}},
+		{"quoted", []string{`session_id="` + sid + `"; lang=ru`}, []string{"lang=ru"}},
 	}
 	for _, c := range cases {
 		t.Run("session "+c.name, func(t *testing.T) {
@@ -313,6 +315,14 @@ func TestAuthPHP(t *testing.T) {
 	}
 	e.AssertNoViolations()
 	assertNoSecretsAnywhere(e)
+	// A session id is a credential too (it stands for the user's token).
+	logs := e.Caddy.Logs() + e.AccessLog()
+	for id := range seen {
+		if strings.Contains(logs, id) {
+			t.Errorf("a log holds a session id: %s", strings.ReplaceAll(grepLines(logs, id), id, "<session id>"))
+			break
+		}
+	}
 }
 
 // TestAuthPHPFirstLogin: auth.php as a user's very first request (no token
