@@ -174,3 +174,35 @@ func TestChangedKeyReplacesToken(t *testing.T) {
 		t.Errorf("a log holds the old key")
 	}
 }
+
+// TestLoginCaseVariantsShareOneExchange: amoCRM logins are e-mail addresses, matched without
+// regard to case (the fake does so too). A legacy client that writes the
+// login in another case is the same amoCRM user: it must not cause a second
+// exchange_api_key for that user within amoCRM's interval.
+func TestLoginCaseVariantsShareOneExchange(t *testing.T) {
+	needCaddy(t)
+	e := NewEnv(t, EnvOptions{Site: func(s *SiteConfig) { s.Extra = "rate_limit 0" }})
+	if resp := e.Get("/api/v2/leads?" + e.LegacyQuery("")); resp.Status != 200 {
+		t.Fatalf("first request: status %d; body %.300s", resp.Status, resp.Body)
+	}
+	for _, login := range []string{"User@Example.com", "USER@EXAMPLE.COM"} {
+		n := requestCount(e)
+		resp := e.Get("/api/v2/leads?USER_LOGIN=" + strings.ReplaceAll(login, "@", "%40") + "&USER_HASH=" + e.APIKey)
+		if resp.Status >= 500 {
+			t.Errorf("login %q: status %d; body %.300s", login, resp.Status, resp.Body)
+		}
+		if resp.Status == http.StatusOK {
+			assertBearerOnly(t, login, lastRequest(t, e))
+		} else if requestCount(e) != n && lastRequest(t, e).Path == "/api/v2/leads" {
+			t.Errorf("login %q: status %d but the request reached amoCRM", login, resp.Status)
+		}
+		t.Logf("login %q: status %d", login, resp.Status)
+	}
+	st := e.Fake.Stats()
+	if st.ExchangeCalls != 1 || st.Exchange429 != 0 {
+		t.Errorf("one amoCRM user under three spellings of its login: %d exchange_api_key calls (%d inside amoCRM's interval); want 1",
+			st.ExchangeCalls, st.Exchange429)
+	}
+	e.AssertNoViolations()
+	assertNoSecretsAnywhere(e)
+}
