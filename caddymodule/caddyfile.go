@@ -48,6 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		exchange_interval <duration>
 //		keep_alive        <duration>
 //		session_ttl       <duration>
+//		keeper_interval   <duration>
 //		rate_limit        <per second, 0 = off>
 //		max_body          <size>
 //	}
@@ -81,7 +82,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.CallbackPath = val
 			}
 
-		case "exchange_timeout", "refresh_ahead", "exchange_interval", "keep_alive", "session_ttl":
+		case "exchange_timeout", "refresh_ahead", "exchange_interval", "keep_alive", "session_ttl", "keeper_interval":
 			val, err := oneArg(d, opt)
 			if err != nil {
 				return err
@@ -102,6 +103,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.KeepAlive = v
 			case "session_ttl":
 				h.SessionTTL = v
+			case "keeper_interval":
+				h.KeeperInterval = v
 			}
 
 		case "rate_limit":

@@ -34,6 +34,7 @@ func TestCaddyfileFull(t *testing.T) {
 		exchange_interval 6m
 		keep_alive 20d
 		session_ttl 20m
+		keeper_interval 2s
 		rate_limit 5
 		max_body 1MiB
 	}`)
@@ -51,7 +52,7 @@ func TestCaddyfileFull(t *testing.T) {
 	}
 	if time.Duration(h.ExchangeTimeout) != 30*time.Second || time.Duration(h.KeepAlive) != 20*24*time.Hour ||
 		time.Duration(h.ExchangeInterval) != 6*time.Minute || time.Duration(h.SessionTTL) != 20*time.Minute ||
-		time.Duration(h.RefreshAhead) != 5*time.Minute {
+		time.Duration(h.RefreshAhead) != 5*time.Minute || time.Duration(h.KeeperInterval) != 2*time.Second {
 		t.Errorf("durations: %+v", h)
 	}
 	if h.RateLimit == nil || *h.RateLimit != 5 || h.MaxBody != 1<<20 {

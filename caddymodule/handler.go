@@ -97,6 +97,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 
 	body := h.replayable(r)
+	// The recorder buffers the body of a 401, not its headers: they land in
+	// w's header map. Keep what was there, to start the replay from it.
+	before := w.Header().Clone()
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
@@ -126,6 +129,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return nil
 	}
 	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
+	hdr := w.Header()
+	clear(hdr)
+	for k, v := range before {
+		hdr[k] = v
+	}
 	rec2 := caddyhttp.NewResponseRecorder(w, nil, nil)
 	if err := next.ServeHTTP(rec2, r); err != nil {
 		return h.upstreamError(w, rec2, err)

@@ -2,16 +2,19 @@ package caddymodule
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// rateMargin keeps the pace a little under the configured limit, so that
-// timer and network jitter never put one request too many into one of
-// amoCRM's one-second windows.
-const rateMargin = 0.98
+// rateGuard is added to every window of n = floor(rate) requests: the pace
+// is n requests per (n/rate + rateGuard). Requests leave the queue evenly
+// spaced, and the guard absorbs the jitter between leaving the queue here
+// and arriving at amoCRM, so that amoCRM never counts one request too many
+// in any one-second window (for rate 7: 6.4 requests per second).
+const rateGuard = 100 * time.Millisecond
 
 // maxQueueWait bounds the queue: a request that would wait longer than this
 // for its turn is refused with 429 instead.
@@ -31,8 +34,18 @@ type accountLimiter struct {
 }
 
 func newAccountLimiter(perSecond float64) *accountLimiter {
-	return &accountLimiter{limit: rate.Limit(perSecond * rateMargin), maxWait: maxQueueWait,
+	return &accountLimiter{limit: guardedRate(perSecond), maxWait: maxQueueWait,
 		per: make(map[string]*rate.Limiter)}
+}
+
+// guardedRate returns the pace that keeps a little under perSecond in every
+// one-second window; 0 means no limit.
+func guardedRate(perSecond float64) rate.Limit {
+	if perSecond <= 0 {
+		return 0
+	}
+	n := math.Max(1, math.Floor(perSecond))
+	return rate.Limit(n / (n/perSecond + rateGuard.Seconds()))
 }
 
 // limiterFor returns the account's limiter, creating it if needed.

@@ -56,3 +56,21 @@ func TestLimiterForgetsIdleAccounts(t *testing.T) {
 		t.Fatalf("%d limiters kept, want at most %d", n, maxIdleLimiters)
 	}
 }
+
+func TestGuardedRateStaysUnderTheLimit(t *testing.T) {
+	for _, r := range []float64{0.5, 1, 7, 7.5, 100} {
+		g := float64(guardedRate(r))
+		if g <= 0 || g >= r {
+			t.Errorf("rate %v: pace %v, want in (0, %v)", r, g, r)
+		}
+		// n+1 evenly paced requests must span more than one second plus
+		// the guard's share, so no one-second window holds n+1.
+		n := max(1, int(r))
+		if span := float64(n) / g; span < 1.0 && r >= 1 {
+			t.Errorf("rate %v: %d requests span %.3fs, want >= 1s", r, n+1, span)
+		}
+	}
+	if guardedRate(0) != 0 {
+		t.Error("rate 0 must mean no limit")
+	}
+}

@@ -102,6 +102,10 @@ type Handler struct {
 	// that its refresh token never reaches its 3-month end. Default: 30d.
 	KeepAlive caddy.Duration `json:"keep_alive,omitempty"`
 
+	// How often the background keeper looks for pairs to keep alive and
+	// removes expired sessions and pending exchanges. Default: 1m.
+	KeeperInterval caddy.Duration `json:"keeper_interval,omitempty"`
+
 	// Lifetime of an emulated auth.php session. Default: 15m.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 
@@ -256,6 +260,7 @@ func (h *Handler) exchangeConfig() exchange.Config {
 		RefreshAhead:     durationOr(h.RefreshAhead, DefaultRefreshAhead),
 		ExchangeInterval: durationOr(h.ExchangeInterval, DefaultExchangeInterval),
 		KeepAlive:        durationOr(h.KeepAlive, DefaultKeepAlive),
+		KeeperInterval:   durationOr(h.KeeperInterval, exchange.DefaultKeeperInterval),
 		Logger:           h.logger.Named("exchange"),
 		BaseURL:          func(account string) string { return h.accountByName(account).BaseURL },
 		Observe:          h.metrics.observe,
@@ -310,6 +315,7 @@ func (h *Handler) Validate() error {
 	}{
 		{"exchange_timeout", h.ExchangeTimeout}, {"refresh_ahead", h.RefreshAhead},
 		{"exchange_interval", h.ExchangeInterval}, {"keep_alive", h.KeepAlive}, {"session_ttl", h.SessionTTL},
+		{"keeper_interval", h.KeeperInterval},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("amocrm_auth: %s must not be negative", d.name)
