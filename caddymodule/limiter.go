@@ -76,14 +76,19 @@ func (l *accountLimiter) wait(ctx context.Context, account string) (waited time.
 	}
 	now := time.Now()
 	lim := l.limiterFor(account, now)
+	// Refuse before reserving: a reservation is never given back, because
+	// x/time/rate's cancellation hands its slot to later callers and so
+	// packs requests closer than the pace. (A refused request costs no slot.)
+	if tokens := lim.TokensAt(now); tokens < 1 {
+		delay := time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+		if delay > l.maxWait {
+			return 0, delay - l.maxWait + time.Second, nil
+		}
+	}
 	res := lim.ReserveN(now, 1)
 	delay := res.DelayFrom(now)
 	if delay == 0 {
 		return 0, 0, nil
-	}
-	if delay > l.maxWait {
-		res.CancelAt(now)
-		return 0, delay - l.maxWait + time.Second, nil
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -91,7 +96,8 @@ func (l *accountLimiter) wait(ctx context.Context, account string) (waited time.
 	case <-t.C:
 		return delay, 0, nil
 	case <-ctx.Done():
-		res.Cancel()
+		// The slot stays taken: giving it back could let two requests
+		// leave closer together than the pace.
 		return 0, 0, ctx.Err()
 	}
 }

@@ -526,24 +526,21 @@ func TestDeadRefreshTokenExchangesAgain(t *testing.T) {
 // takes up to about 70 s; it is skipped in -short mode.
 func TestKeeperRefreshesIdlePairs(t *testing.T) {
 	needCaddy(t)
-	if testing.Short() {
-		t.Skip("waits for the keeper's one-minute interval")
-	}
-	e := NewEnv(t, EnvOptions{Site: func(s *SiteConfig) { s.Extra = "keep_alive 3s" }})
+	e := NewEnv(t, EnvOptions{Site: func(s *SiteConfig) { s.Extra = "keep_alive 3s\nkeeper_interval 1s" }})
 	u := tlUser{Login: testLogin, Key: e.APIKey}
 	if r := tlGet(e, u); r.Status != 200 {
 		t.Fatalf("first request: %d %v %.200s", r.Status, r.Err, r.Body)
 	}
 	start := time.Now()
 	var refreshed atomic.Bool
-	ok := tlWaitFor(80*time.Second, func() bool {
+	ok := tlWaitFor(30*time.Second, func() bool {
 		if e.Fake.Stats().Refreshes >= 1 {
 			refreshed.Store(true)
 		}
 		return refreshed.Load()
 	})
 	if !ok {
-		t.Fatalf("the keeper did not refresh a pair idle past keep_alive (3s) within 80 s")
+		t.Fatalf("the keeper did not refresh a pair idle past keep_alive (3s) within 30 s")
 	}
 	t.Logf("keeper refreshed the idle pair %v after the exchange", time.Since(start).Round(time.Second))
 	// The refreshed pair is stored: the next request uses it, no exchange.
