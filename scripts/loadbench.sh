@@ -11,15 +11,16 @@
 #     (b) reverse_proxy to the same upstream with header_up Authorization "Bearer static".
 #   A first request warms (a) up; then wrk runs against (a) with the user's
 #   legacy credentials in the query and against (b) with a plain URL, with the
-#   same settings, alternating for ROUNDS rounds. It prints throughput and
-#   p50/p99 latency of both and their ratio. Targets: (a)/(b) throughput >= 0.95,
-#   p99 added < 1 ms.
+#   same settings, alternating for ROUNDS rounds: first at saturation
+#   (-tTHREADS -cCONNS), then at light load (-t1 -cLIGHT_CONNS), where latency
+#   is not queueing. It prints throughput and p50/p99 latency of both and their
+#   ratio. Targets: (a)/(b) throughput >= 0.95, p99 added < 1 ms.
 # scale: seeds SCALE_USERS users (default 100,000) into an encrypted store,
 #   starts Caddy (a) on it and reports the time to ready, RSS, and latency of a
 #   first request for every user (cold: read from Badger) and of random users
 #   afterwards (warm: memory), with scripts/loadbench/loadgen.
 #
-# Environment: DURATION (15s), THREADS (2), CONNS (32), ROUNDS (2), SCALE_USERS
+# Environment: DURATION (15s), THREADS (2), CONNS (32), LIGHT_CONNS (4), ROUNDS (2), SCALE_USERS
 # (100000), SCALE_CONNS (16), KEEP=1 keeps the work directory (logs, configs).
 # wrk comes from Debian's packages; it is installed with apt-get if missing.
 set -euo pipefail
@@ -29,6 +30,7 @@ MODE="${1:-compare}"
 DURATION="${DURATION:-15s}"
 THREADS="${THREADS:-2}"
 CONNS="${CONNS:-32}"
+LIGHT_CONNS="${LIGHT_CONNS:-4}"
 ROUNDS="${ROUNDS:-2}"
 SCALE_USERS="${SCALE_USERS:-100000}"
 SCALE_CONNS="${SCALE_CONNS:-16}"
@@ -196,15 +198,46 @@ to_ms() {
 	}'
 }
 
-# run_wrk NAME URL: runs wrk, prints "rps p50_ms p99_ms non2xx".
+# run_wrk NAME THREADS CONNS URL: runs wrk, prints "rps p50_ms p99_ms non2xx".
 run_wrk() {
 	local out="$WORK/wrk-$1-$(now_ms).txt" rps p50 p99 bad
-	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+	wrk -t"$2" -c"$3" -d"$DURATION" --latency "$4" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
 	rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
 	p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
 	p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
 	bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
 	printf '%s %s %s %s\n' "$rps" "$p50" "$p99" "${bad:-0}"
+}
+
+# compare_at THREADS CONNS: ROUNDS alternating wrk runs against (a) and (b),
+# then their means, the ratio and the latency added.
+compare_at() {
+	local t="$1" c="$2" r rps p50 p99 bad
+	local sum_a=0 sum_b=0 p50_a=0 p50_b=0 p99_a=0 p99_b=0
+	printf '\nwrk -t%s -c%s -d%s --latency, %s round(s), alternating:\n' "$t" "$c" "$DURATION" "$ROUNDS"
+	printf '%-28s %12s %10s %10s %8s\n' "run" "req/s" "p50 ms" "p99 ms" "non-2xx"
+	for r in $(seq 1 "$ROUNDS"); do
+		read -r rps p50 p99 bad <<<"$(run_wrk a "$t" "$c" "$URL_A")"
+		printf '%-28s %12s %10s %10s %8s\n' "round $r (a) amocrm_auth" "$rps" "$p50" "$p99" "$bad"
+		sum_a="$(awk -v s="$sum_a" -v x="$rps" 'BEGIN { print s + x }')"
+		p50_a="$(awk -v s="$p50_a" -v x="$p50" 'BEGIN { print s + x }')"
+		p99_a="$(awk -v s="$p99_a" -v x="$p99" 'BEGIN { print s + x }')"
+		read -r rps p50 p99 bad <<<"$(run_wrk b "$t" "$c" "$URL_B")"
+		printf '%-28s %12s %10s %10s %8s\n' "round $r (b) reverse_proxy" "$rps" "$p50" "$p99" "$bad"
+		sum_b="$(awk -v s="$sum_b" -v x="$rps" 'BEGIN { print s + x }')"
+		p50_b="$(awk -v s="$p50_b" -v x="$p50" 'BEGIN { print s + x }')"
+		p99_b="$(awk -v s="$p99_b" -v x="$p99" 'BEGIN { print s + x }')"
+	done
+	awk -v n="$ROUNDS" -v ra="$sum_a" -v rb="$sum_b" -v a50="$p50_a" -v b50="$p50_b" -v a99="$p99_a" -v b99="$p99_b" -v c="$c" 'BEGIN {
+		ra /= n; rb /= n; a50 /= n; b50 /= n; a99 /= n; b99 /= n
+		ratio = ra / rb; added = a99 - b99
+		printf "mean of %d rounds at %d connections:\n", n, c
+		printf "  (a) amocrm_auth + reverse_proxy : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", ra, a50, a99
+		printf "  (b) reverse_proxy only          : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", rb, b50, b99
+		printf "  throughput ratio (a)/(b)        : %.3f   (target >= 0.95: %s)\n", ratio, (ratio >= 0.95 ? "met" : "MISSED")
+		printf "  p50 added                       : %+.3f ms\n", a50 - b50
+		printf "  p99 added                       : %+.3f ms  (target < 1 ms: %s)\n", added, (added < 1 ? "met" : "MISSED")
+	}'
 }
 
 # --- the upstream ------------------------------------------------------------
@@ -236,32 +269,10 @@ if [[ "$MODE" == compare || "$MODE" == all ]]; then
 		code="$(curl -s -o /dev/null -w '%{http_code}' "$u")"
 		[[ "$code" == 200 ]] || die "warm-up request answered $code (logs in $WORK; KEEP=1 keeps them)"
 	done
-	log "warm; wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) each, alternating"
+	log "warm; saturation (-t$THREADS -c$CONNS), then light load (-t1 -c$LIGHT_CONNS)"
 
-	sum_a=0 sum_b=0 p50_a=0 p50_b=0 p99_a=0 p99_b=0
-	printf '%-28s %12s %10s %10s %8s\n' "run" "req/s" "p50 ms" "p99 ms" "non-2xx"
-	for r in $(seq 1 "$ROUNDS"); do
-		read -r rps p50 p99 bad <<<"$(run_wrk a "$URL_A")"
-		printf '%-28s %12s %10s %10s %8s\n' "round $r (a) amocrm_auth" "$rps" "$p50" "$p99" "$bad"
-		sum_a="$(awk -v s="$sum_a" -v x="$rps" 'BEGIN { print s + x }')"
-		p50_a="$(awk -v s="$p50_a" -v x="$p50" 'BEGIN { print s + x }')"
-		p99_a="$(awk -v s="$p99_a" -v x="$p99" 'BEGIN { print s + x }')"
-		read -r rps p50 p99 bad <<<"$(run_wrk b "$URL_B")"
-		printf '%-28s %12s %10s %10s %8s\n' "round $r (b) reverse_proxy" "$rps" "$p50" "$p99" "$bad"
-		sum_b="$(awk -v s="$sum_b" -v x="$rps" 'BEGIN { print s + x }')"
-		p50_b="$(awk -v s="$p50_b" -v x="$p50" 'BEGIN { print s + x }')"
-		p99_b="$(awk -v s="$p99_b" -v x="$p99" 'BEGIN { print s + x }')"
-	done
-	awk -v n="$ROUNDS" -v ra="$sum_a" -v rb="$sum_b" -v a50="$p50_a" -v b50="$p50_b" -v a99="$p99_a" -v b99="$p99_b" 'BEGIN {
-		ra /= n; rb /= n; a50 /= n; b50 /= n; a99 /= n; b99 /= n
-		ratio = ra / rb; added = a99 - b99
-		printf "\nmean of %d rounds:\n", n
-		printf "  (a) amocrm_auth + reverse_proxy : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", ra, a50, a99
-		printf "  (b) reverse_proxy only          : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", rb, b50, b99
-		printf "  throughput ratio (a)/(b)        : %.3f   (target >= 0.95: %s)\n", ratio, (ratio >= 0.95 ? "met" : "MISSED")
-		printf "  p50 added                       : %+.3f ms\n", a50 - b50
-		printf "  p99 added                       : %+.3f ms  (target < 1 ms: %s)\n", added, (added < 1 ? "met" : "MISSED")
-	}'
+	compare_at "$THREADS" "$CONNS"
+	compare_at 1 "$LIGHT_CONNS"
 	printf '  RSS after the runs: (a) %s MB, (b) %s MB\n' "$(rss_mb "$A_PID")" "$(rss_mb "$B_PID")"
 fi
 
