@@ -117,7 +117,7 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 
 	case http.MethodDelete:
 		q := r.URL.Query()
-		account, login := q.Get("account"), q.Get("login")
+		account, login := strings.ToLower(q.Get("account")), strings.ToLower(q.Get("login"))
 		if account == "" || login == "" {
 			return apiErr(http.StatusBadRequest, "account and login query parameters are required")
 		}

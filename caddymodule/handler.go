@@ -29,9 +29,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	found, err := legacy.Strip(r, h.stripOpts)
 	if err != nil {
-		h.writeError(w, r, found, asLegacy(err), outcomeMalformed)
+		le := asLegacy(err)
+		if le.Status == http.StatusRequestEntityTooLarge {
+			drain(r)
+		}
+		h.writeError(w, r, found, le, outcomeMalformed)
 		return nil
 	}
+	// amoCRM logins are e-mail addresses, matched without regard to case:
+	// one user, one token and one exchange, however the client spells it.
+	found.Login = strings.ToLower(found.Login)
 	if found.Kind == legacy.None && !found.AuthPHP {
 		h.metrics.request(outcomePassed)
 		return next.ServeHTTP(w, r)
@@ -341,6 +348,18 @@ func (b *replayBody) rewind(r *http.Request) error {
 	r.Body = io.NopCloser(bytes.NewReader(all))
 	r.ContentLength = int64(len(all))
 	return nil
+}
+
+// drainLimit bounds how much of a refused body is read and discarded, so
+// that the client, still sending, reads the answer instead of a reset
+// connection.
+const drainLimit = 1 << 20
+
+// drain reads and discards up to drainLimit bytes of the request body.
+func drain(r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		_, _ = io.CopyN(io.Discard, r.Body, drainLimit)
+	}
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

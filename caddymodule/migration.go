@@ -122,7 +122,7 @@ func parseMigrationList(r *http.Request) ([]MigrationUser, error) {
 	}
 	for i, u := range users {
 		u.Account = strings.ToLower(strings.TrimSpace(u.Account))
-		u.Login = strings.TrimSpace(u.Login)
+		u.Login = strings.ToLower(strings.TrimSpace(u.Login))
 		u.APIKey = strings.TrimSpace(u.APIKey)
 		if !subdomainRE.MatchString(u.Account) || u.Login == "" || u.APIKey == "" {
 			return nil, fmt.Errorf("entry %d: account must be an amoCRM subdomain, login and api_key must be set", i+1)
