@@ -162,8 +162,9 @@ func TestPlaceholderSubdomain(t *testing.T) {
 }
 
 // TestAccessLogFilter checks Caddyfile.example's log snippet on its own: the
-// credentials and the callback's code are deleted from the logged URI, other
-// parameters stay, and Caddy redacts the Authorization and Cookie headers.
+// values of the credentials (under every name PHP reads as one) and of the
+// callback's code are masked in the logged URI, other parameters stay as they
+// were, and Caddy redacts the Authorization and Cookie headers.
 func TestAccessLogFilter(t *testing.T) {
 	needCaddy(t)
 	dir := testDir(t)
@@ -187,47 +188,79 @@ http://127.0.0.1:%d {
 }
 `, adminPort, filepath.Join(dir, "data"), httpPort, exampleSnippet(t, "amobridge_access_log"), httpPort))
 
-	secrets := map[string]string{"USER_HASH": randomHex(t, 20), "api_key": randomHex(t, 20), "code": "def50200" + randomHex(t, 30),
-		"Authorization": "Bearer " + randomHex(t, 30), "Cookie": "session_id=" + randomHex(t, 16)}
-	req, err := http.NewRequest(http.MethodGet, c.BaseURL()+"/private/api/v2/json/leads/list?USER_LOGIN=user%40example.com&USER_HASH="+
-		secrets["USER_HASH"]+"&api_key="+secrets["api_key"]+"&code="+secrets["code"]+"&keep=1", nil)
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		query, want string // want: the logged query
+	}{
+		{"USER_LOGIN=user%40example.com&USER_HASH=@1&keep=1", "USER_LOGIN=REDACTED&USER_HASH=REDACTED&keep=1"},
+		{"keep=1&login=user%40example.com&api_key=@1", "keep=1&login=REDACTED&api_key=REDACTED"},
+		{"code=@1&state=abc&from_exchange=1", "code=REDACTED&state=abc&from_exchange=1"},
+		{"USER.LOGIN=u&USER.HASH=@1", "USER.LOGIN=REDACTED&USER.HASH=REDACTED"},
+		{"USER+HASH=@1&USER%20LOGIN=u", "USER+HASH=REDACTED&USER%20LOGIN=REDACTED"},
+		{"USER[HASH=@1&x=2", "USER[HASH=REDACTED&x=2"},
+		{"USER%5FHASH=@1", "USER%5FHASH=REDACTED"},
+		{"%55SER_%48ASH=@1", "%55SER_%48ASH=REDACTED"},
+		{"USER_HASH[]=@1&USER_HASH[0]=@1", "USER_HASH[]=REDACTED&USER_HASH[0]=REDACTED"},
+		{"user_hash=@1&Api_Key=@1", "user_hash=REDACTED&Api_Key=REDACTED"},
+		{"+USER_HASH=@1", "+USER_HASH=REDACTED"},
+		{"USER_HASH=@1=@1&a=b", "USER_HASH=REDACTED&a=b"},
+		{"filter[status]=142&limit=250&with=contacts", "filter[status]=142&limit=250&with=contacts"},
 	}
-	req.Header.Set("Authorization", secrets["Authorization"])
-	req.Header.Set("Cookie", secrets["Cookie"])
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	header := map[string]string{"Authorization": "Bearer " + randomHex(t, 30), "Cookie": "session_id=" + randomHex(t, 16)}
+	var secrets []string
+	for i := range cases {
+		key := randomHex(t, 20)
+		secrets = append(secrets, key)
+		q := strings.ReplaceAll(cases[i].query, "@1", key)
+		req, err := http.NewRequest(http.MethodGet, c.BaseURL()+"/private/api/v2/json/leads/list?"+q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
 	c.Stop() // flushes the log
 
 	b, err := os.ReadFile(accessLog)
 	if err != nil {
 		t.Fatalf("no access log: %v", err)
 	}
-	for name, v := range secrets {
+	for i, v := range secrets {
 		if strings.Contains(string(b), v) {
-			t.Errorf("the access log holds the %s", name)
+			t.Errorf("the access log holds the secret of case %q", cases[i].query)
 		}
 	}
-	var entry struct {
-		Request struct {
-			URI     string              `json:"uri"`
-			Headers map[string][]string `json:"headers"`
-		} `json:"request"`
+	for name, v := range header {
+		if strings.Contains(string(b), v) {
+			t.Errorf("the access log holds the %s header", name)
+		}
 	}
-	line := strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0]
-	if err := json.Unmarshal([]byte(line), &entry); err != nil {
-		t.Fatalf("the access log is not JSON lines: %v\n%s", err, line)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != len(cases) {
+		t.Fatalf("the access log has %d lines; want %d", len(lines), len(cases))
 	}
-	if entry.Request.URI != "/private/api/v2/json/leads/list?keep=1" {
-		t.Errorf("logged uri %q; want /private/api/v2/json/leads/list?keep=1", entry.Request.URI)
-	}
-	for _, h := range []string{"Authorization", "Cookie"} {
-		if got := entry.Request.Headers[h]; len(got) != 1 || got[0] != "REDACTED" {
-			t.Errorf("logged %s header: %q; want [REDACTED]", h, got)
+	for i, line := range lines {
+		var entry struct {
+			Request struct {
+				URI     string              `json:"uri"`
+				Headers map[string][]string `json:"headers"`
+			} `json:"request"`
+		}
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("the access log is not JSON lines: %v\n%s", err, line)
+		}
+		if want := "/private/api/v2/json/leads/list?" + cases[i].want; entry.Request.URI != want {
+			t.Errorf("logged uri %q; want %q", entry.Request.URI, want)
+		}
+		for _, h := range []string{"Authorization", "Cookie"} {
+			if got := entry.Request.Headers[h]; len(got) != 1 || got[0] != "REDACTED" {
+				t.Errorf("logged %s header: %q; want [REDACTED]", h, got)
+			}
 		}
 	}
 }
