@@ -90,3 +90,20 @@ func BenchmarkStripNone(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkStripBinary(b *testing.B) {
+	body := strings.Repeat("\x89PNG\r\n\x1a\n", 512)
+	r := &http.Request{Method: "POST", URL: &url.URL{Path: "/api/v2/files", RawQuery: "USER_LOGIN=a%40b.c&USER_HASH=k"}, RequestURI: "/api/v2/files?USER_LOGIN=a%40b.c&USER_HASH=k",
+		Header: http.Header{"Content-Type": {"application/octet-stream"}}}
+	rd := strings.NewReader(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		r.URL.RawQuery, r.RequestURI = "USER_LOGIN=a%40b.c&USER_HASH=k", "/api/v2/files?USER_LOGIN=a%40b.c&USER_HASH=k"
+		r.Body, r.ContentLength = nopBody{rd}, int64(len(body))
+		f, err := Strip(r, Options{})
+		if err != nil || f.Kind != Key {
+			b.Fatal(f, err)
+		}
+	}
+}

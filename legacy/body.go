@@ -19,11 +19,16 @@ const (
 	bodyJSON                          // a JSON media type: only an object can hold credentials
 	bodyLoose                         // no or a wrong media type: a JSON object, else a form
 	bodyMultipart                     // multipart/form-data, read on auth.php only
+	bodySniff                         // any other media type: read only if it starts as a JSON object
 )
 
+// maxSniff is the most leading whitespace peekJSON looks through for the
+// '{' of a JSON object in a body of another media type.
+const maxSniff = 512
+
 // wantBody tells whether r's body may hold credentials, and how to read it.
-// Bodies of other media types (multipart among them, except on auth.php)
-// are never read.
+// Multipart bodies are read on auth.php only; bodies of other media types
+// are only peeked at (bodySniff): see peekJSON.
 func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
@@ -36,8 +41,9 @@ func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	ct := r.Header.Get("Content-Type")
 	mt := mediaType(ct)
 	switch {
-	case authPHP && multipartBoundary(ct) != "":
-		return bodyMultipart, true
+	case multipartBoundary(ct) != "":
+		// PHP reads a multipart body into $_POST; php://input is empty.
+		return bodyMultipart, authPHP
 	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
 		return bodyForm, true
 	case isJSONType(mt):
@@ -45,7 +51,36 @@ func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	case mt == "", strings.EqualFold(mt, "text/plain"), authPHP:
 		return bodyLoose, true
 	}
-	return 0, false
+	return bodySniff, true
+}
+
+// peekJSON reads the start of r's body, up to its first byte that is not
+// JSON whitespace (at most maxSniff bytes), and tells whether that byte is
+// '{'. amoCRM reads a JSON body whatever its Content-Type says (clients
+// misspell it), so such a body is read as JSON. The bytes peeked at are put
+// back in front of the rest (r.Body closes the original), so a body that is
+// not read further streams on byte for byte. A read error ends the peek: it
+// comes again to whoever reads the rest.
+func peekJSON(r *http.Request) bool {
+	buf := make([]byte, 0, maxSniff)
+	json := false
+	for len(buf) < cap(buf) {
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		i := skipWS(bytesString(buf[len(buf):len(buf)+n]), 0)
+		buf = buf[:len(buf)+n]
+		if i < n {
+			json = buf[len(buf)-n+i] == '{'
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(buf) > 0 {
+		orig := r.Body
+		r.Body = &partBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), orig: orig}
+	}
+	return json
 }
 
 func chunked(r *http.Request) bool {

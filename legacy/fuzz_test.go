@@ -177,14 +177,21 @@ func FuzzStripBody(f *testing.F) {
 			}
 			return
 		}
-		read := ct == fuzzTypes[0] || ct == fuzzTypes[1] || ct == fuzzTypes[2] || ct == "" || authPHP
-		if !read {
+		multipart := ct == fuzzTypes[5]
+		if multipart && !authPHP {
 			if r.Body != orig || found.Kind != None {
 				t.Fatalf("a %s body was read", ct)
 			}
 			return
 		}
 		out := readAll(t, r)
+		if ct == fuzzTypes[4] && !authPHP && !oracleJSONSniff(in) {
+			// Another media type, not a JSON object: peeked at, given back.
+			if out != in || found.Kind != None || r.ContentLength != int64(len(in)) {
+				t.Fatalf("a %s body that is not JSON was changed: %q -> %q", ct, in, out)
+			}
+			return
+		}
 		if out != in && r.ContentLength != int64(len(out)) {
 			t.Fatalf("ContentLength %d for %d bytes", r.ContentLength, len(out))
 		}

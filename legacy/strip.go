@@ -23,9 +23,12 @@ const AuthPHPPath = "/private/api/auth.php"
 // and the emulated session cookie (Options.SessionCookie) in any Cookie
 // line, with its attributes when an old client re-sends a raw Set-Cookie
 // line. A body is read only when it may hold credentials (a form, JSON,
-// text/plain or untyped body, or any body of auth.php), at most
-// Options.MaxBody bytes; it is then given back as a replayable body
-// (GetBody is set), byte for byte when it held no credential.
+// text/plain or untyped body, any body of auth.php, or a body of another
+// media type whose first non-space byte, within its first 512 bytes, is
+// '{'), at most Options.MaxBody bytes; it is then given back as a
+// replayable body (GetBody is set), byte for byte when it held no
+// credential. Other bodies are peeked at (their first bytes put back) and
+// stream on unread; a request without a body keeps its Body.
 //
 // Errors are *Error: 400 for malformed credentials (conflicting copies, a
 // login without a key, broken encoding, arrays, control characters, values
@@ -62,7 +65,11 @@ func Strip(r *http.Request, o Options) (Found, error) {
 
 	var body, newBody []byte
 	read, bodyChanged := false, false
-	if kind, ok := wantBody(r, f.AuthPHP); ok {
+	kind, ok := wantBody(r, f.AuthPHP)
+	if ok && kind == bodySniff {
+		kind, ok = bodyJSON, peekJSON(r)
+	}
+	if ok {
 		if body, e = readBody(r, o.maxBody()); e != nil {
 			return failed(f, &c, e)
 		}

@@ -482,7 +482,7 @@ func TestStripBodyReadError(t *testing.T) {
 
 func TestStripUntouchedBodyIdentity(t *testing.T) {
 	// No candidate body: the very same Body object, nothing read.
-	for _, ct := range []string{"multipart/form-data; boundary=x", "application/octet-stream", "image/png"} {
+	for _, ct := range []string{"multipart/form-data; boundary=x"} {
 		r := httptest.NewRequest("POST", "/api/v4/leads?USER_LOGIN=x&USER_HASH=k", strings.NewReader("USER_LOGIN=y&USER_HASH=j"))
 		r.Header.Set("Content-Type", ct)
 		orig := r.Body
@@ -494,6 +494,105 @@ func TestStripUntouchedBodyIdentity(t *testing.T) {
 			t.Errorf("%s: body replaced", ct)
 		}
 	}
+	// Requests without a body keep theirs, whatever the Content-Type.
+	for _, m := range []string{"GET", "HEAD", "DELETE", "POST"} {
+		for _, body := range []io.ReadCloser{nil, http.NoBody} {
+			r := &http.Request{Method: m, URL: &url.URL{Path: "/x", RawQuery: "USER_LOGIN=x&USER_HASH=k"},
+				Header: http.Header{"Content-Type": {"application/octet-stream"}}, Body: body}
+			if f, err := Strip(r, Options{}); err != nil || f.Kind != Key {
+				t.Fatalf("%s: %+v %v", m, f, err)
+			}
+			if r.Body != body {
+				t.Errorf("%s %v: body replaced", m, body)
+			}
+		}
+	}
+	// GET with an unread body of unknown length: not peeked at.
+	cc := &closeCounter{Reader: strings.NewReader(`{"USER_LOGIN":"y"}`)}
+	r := &http.Request{Method: "GET", URL: &url.URL{Path: "/x"}, Header: http.Header{"Content-Type": {"image/png"}}, Body: cc}
+	if f, err := Strip(r, Options{}); err != nil || f.Kind != None || r.Body != cc {
+		t.Errorf("GET body: %+v %v, replaced %v", f, err, r.Body != cc)
+	}
+}
+
+// TestStripSniffedBody: a body of another media type (a misspelled or a
+// binary one) is peeked at; one that starts as a JSON object is read as
+// JSON, any other streams on byte for byte.
+func TestStripSniffedBody(t *testing.T) {
+	const creds = `{"USER_LOGIN":"a@b.c","request":{"leads":{"add":[{"name":"x"}]}},"USER_HASH":"k"}`
+	const left = `{"request":{"leads":{"add":[{"name":"x"}]}}}`
+	ws := strings.Repeat(" \r\n\t", maxSniff/4)
+	bin := "\x89PNG\r\n\x1a\n\x00\x00USER_LOGIN=x&USER_HASH=k"
+	tests := []struct {
+		name string
+		req  req
+		want want
+	}{
+		{"aplication/json", req{target: "/api/v2/leads", ct: "aplication/json", body: creds},
+			want{kind: Key, login: "a@b.c", key: "k", query: same, body: left}},
+		{"application/jsno", req{target: "/api/v2/leads", ct: "application/jsno; charset=utf-8", body: creds},
+			want{kind: Key, login: "a@b.c", key: "k", query: same, body: left}},
+		{"octet-stream", req{target: "/api/v2/leads", ct: "application/octet-stream", body: creds},
+			want{kind: Key, login: "a@b.c", key: "k", query: same, body: left}},
+		{"chunked", req{target: "/api/v2/leads", ct: "application/octet-stream", body: creds, chunked: true},
+			want{kind: Key, login: "a@b.c", key: "k", query: same, body: left}},
+		{"leading whitespace", req{target: "/x", ct: "application/jsno", body: ws[:maxSniff-1] + `{"USER_LOGIN":"x","USER_HASH":"k"}`},
+			want{kind: Key, login: "x", key: "k", query: same, body: ws[:maxSniff-1] + `{}`}},
+		{"whitespace past the peek", req{target: "/x", ct: "application/jsno", body: ws[:maxSniff] + `{"USER_LOGIN":"x","USER_HASH":"k"}`},
+			want{query: same, body: same}},
+		{"JSON object without credentials", req{target: "/x?USER_LOGIN=x&USER_HASH=k", ct: "application/jsno", body: `{"a":1}`},
+			want{kind: Key, login: "x", key: "k", query: "", body: same}},
+		{"not JSON: a form is data here", req{target: "/x", ct: "application/octet-stream", body: "USER_LOGIN=x&USER_HASH=k"},
+			want{query: same, body: same}},
+		{"JSON array", req{target: "/x", ct: "application/octet-stream", body: `[{"USER_LOGIN":"x","USER_HASH":"k"}]`},
+			want{query: same, body: same}},
+		{"binary", req{target: "/x", ct: "image/png", body: bin},
+			want{query: same, body: same}},
+		{"whitespace only", req{target: "/x", ct: "image/png", body: "  \r\n"},
+			want{query: same, body: same}},
+		{"multipart without boundary", req{target: "/x", ct: "multipart/form-data", body: `{"USER_LOGIN":"x","USER_HASH":"k"}`},
+			want{kind: Key, login: "x", key: "k", query: same, body: `{}`}},
+		{"invalid JSON", req{target: "/x", ct: "aplication/json", body: `{"USER_LOGIN":"x","USER_HASH":"k",}`},
+			want{status: 400}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			check(t, tt.req, tt.req.build(t), Options{}, tt.want)
+		})
+	}
+	t.Run("over max_body", func(t *testing.T) {
+		q := req{target: "/x", ct: "application/jsno", body: creds}
+		check(t, q, q.build(t), Options{MaxBody: 20}, want{status: 413})
+		q.chunked = true
+		check(t, q, q.build(t), Options{MaxBody: 20}, want{status: 413})
+		// Not JSON: streams on, however large.
+		q = req{target: "/x", ct: "application/octet-stream", body: bin + strings.Repeat("x", 100), chunked: true}
+		check(t, q, q.build(t), Options{MaxBody: 20}, want{query: same, body: same})
+	})
+	t.Run("close reaches the original", func(t *testing.T) {
+		cc := &closeCounter{Reader: strings.NewReader(bin)}
+		r := httptest.NewRequest("POST", "/x", nil)
+		r.Body, r.ContentLength = cc, int64(len(bin))
+		r.Header.Set("Content-Type", "image/png")
+		if _, err := Strip(r, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, r); got != bin || cc.closed != 1 {
+			t.Errorf("body %q, original closed %d times", got, cc.closed)
+		}
+	})
+	t.Run("read error while peeking", func(t *testing.T) {
+		r := httptest.NewRequest("POST", "/x", io.NopCloser(&failingReader{n: 3}))
+		r.Header.Set("Content-Type", "image/png")
+		r.ContentLength = -1
+		if f, err := Strip(r, Options{}); err != nil || f.Kind != None {
+			t.Fatalf("%+v %v", f, err)
+		}
+		b, err := io.ReadAll(r.Body)
+		if string(b) != "aaa" || err == nil {
+			t.Errorf("body %q, error %v: want the bytes peeked, then the error", b, err)
+		}
+	})
 }
 
 func TestStripForms(t *testing.T) {
