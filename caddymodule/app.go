@@ -67,7 +67,7 @@ func (a *App) Stop() error { return nil }
 
 // join returns the shared backend for the store, with the handler's
 // exchange configuration as its newest.
-func (a *App) join(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account, logger *zap.Logger) (*backend, error) {
+func (a *App) join(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account, rate float64, logger *zap.Logger) (*backend, error) {
 	path, err := filepath.Abs(opts.Path)
 	if err != nil {
 		return nil, fmt.Errorf("store path: %w", err)
@@ -81,7 +81,7 @@ func (a *App) join(opts tokenstore.Options, cfg exchange.Config, accountFor func
 		return nil, err
 	}
 	b := val.(*backend)
-	if err := b.configure(opts, cfg, accountFor); err != nil {
+	if err := b.configure(opts, cfg, accountFor, rate); err != nil {
 		_, _ = backends.Delete(path)
 		return nil, err
 	}
@@ -135,6 +135,7 @@ type backend struct {
 	ready atomic.Pointer[opened] // set once open; read lock-free on the hot path
 
 	accountFor func(name string) exchange.Account // from the newest handler configuration
+	rate       float64                            // rate_limit of the newest handler configuration
 	migrations map[string]*migration
 	ctx        context.Context // ends when the backend is destroyed
 	cancel     context.CancelFunc
@@ -149,7 +150,7 @@ type opened struct {
 // configure records the newest exchange configuration (the last provisioned
 // configuration wins, as in a reload) after checking that it does not
 // conflict with how the store is used.
-func (b *backend) configure(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account) error {
+func (b *backend) configure(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account, rate float64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !bytesEqual(b.opts.EncryptionKey, opts.EncryptionKey) {
@@ -157,6 +158,7 @@ func (b *backend) configure(opts tokenstore.Options, cfg exchange.Config, accoun
 	}
 	b.cfg = cfg
 	b.accountFor = accountFor
+	b.rate = rate
 	if b.broker != nil {
 		return b.broker.SetConfig(cfg)
 	}

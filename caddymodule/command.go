@@ -210,7 +210,9 @@ func cmdMigrate(c *cobra.Command) (int, error) {
 	}
 	for st.Finished == nil {
 		time.Sleep(poll)
-		if err := adminCall(c, http.MethodGet, "/amocrm/migrations/"+st.ID, nil, nil, &st); err != nil {
+		id := st.ID
+		st = MigrationStatus{} // decoding into a used value would merge its maps
+		if err := adminCall(c, http.MethodGet, "/amocrm/migrations/"+id, nil, nil, &st); err != nil {
 			return exitError, err
 		}
 		fmt.Printf("%d/%d done %s\n", st.Done, st.Total, countsLine(st.Counts))

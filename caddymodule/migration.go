@@ -22,8 +22,9 @@ import (
 const maxMigrationBody = 16 << 20
 
 // migrationWorkers is how many users of one bulk exchange are exchanged at
-// once. amoCRM's limits hold per user (the broker enforces them), and the
-// exchange calls themselves are paced by the account's rate limit.
+// once. amoCRM's limits hold per user (the broker enforces them); users of
+// one account are started at half its rate_limit, because each exchange
+// makes two calls to amoCRM (exchange_api_key, then the code grant).
 const migrationWorkers = 4
 
 // MigrationUser is one line of a bulk exchange list.
@@ -139,8 +140,10 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 		return nil, err
 	}
 	b.mu.Lock()
-	accountFor := b.accountFor
+	accountFor, rate := b.accountFor, b.rate
 	b.mu.Unlock()
+	pace := newAccountLimiter(rate / 2)
+	pace.maxWait = 365 * 24 * time.Hour // a bulk exchange waits its turn, however long
 	if accountFor == nil {
 		return nil, errors.New("no handler configuration for this store")
 	}
@@ -166,7 +169,12 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 			defer wg.Done()
 			for i := range jobs {
 				u := &users[i]
-				res := migrateOne(ctx, o.broker, accountFor(u.Account), u)
+				var res MigrationResult
+				if _, _, err := pace.wait(ctx, u.Account); err != nil {
+					res = MigrationResult{Account: u.Account, Login: u.Login, Status: "failed", Detail: "stopped"}
+				} else {
+					res = migrateOne(ctx, o.broker, accountFor(u.Account), u)
+				}
 				u.APIKey = "" // used once, never kept
 				m.mu.Lock()
 				m.results[i] = res

@@ -125,6 +125,7 @@ type Handler struct {
 	subdomainLiteral       bool
 	apiBase                string // with {account_domain} substituted
 	sessionTTL             time.Duration
+	rate                   float64 // resolved rate_limit
 	stripOpts              legacy.Options
 
 	literalAccount exchange.Account // when neither subdomain nor api_base has a placeholder
@@ -196,6 +197,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RateLimit != nil {
 		rate = *h.RateLimit
 	}
+	h.rate = rate
 	h.limiter = newAccountLimiter(rate)
 
 	// Validation comes before the store is joined, so that a bad config
@@ -219,7 +221,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading amocrm app: %w", err)
 	}
 	h.app = appIface.(*App)
-	h.backend, err = h.app.join(storeOpts, h.exchangeConfig(), h.accountByName, h.logger)
+	h.backend, err = h.app.join(storeOpts, h.exchangeConfig(), h.accountByName, h.rate, h.logger)
 	if err != nil {
 		return err
 	}
