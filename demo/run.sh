@@ -146,7 +146,7 @@ bin/demo-show -fake "$FAKE_URL" stats
 [[ "$(exchanges)" == 1 ]] || die "the second call exchanged again"
 [[ "$(violations)" == 0 ]] || die "amoCRM saw legacy credentials"
 
-say "The access log (credential values masked in the logged URI by the log filter)"
+say "The access log (credentials deleted from the logged URI by the log filter)"
 sed -n 's/.*"uri":"\([^"]*\)".*/  \1/p' "$DEMO_DIR/access.log" || true
 
 say "Done: the legacy client never changed, amoCRM only ever saw OAuth Bearer tokens."
