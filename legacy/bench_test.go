@@ -107,3 +107,31 @@ func BenchmarkStripBinary(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkStripMultipart(b *testing.B) {
+	file := strings.Repeat("\x89PNG\r\n\x1a\n", 4096) // 32 KiB
+	for _, tc := range []struct{ name, query, head string }{
+		{"query", "USER_LOGIN=a%40b.c&USER_HASH=k", ""},
+		{"parts", "", "--b\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\na@b.c\r\n" +
+			"--b\r\nContent-Disposition: form-data; name=\"USER_HASH\"\r\n\r\nk\r\n"},
+	} {
+		body := tc.head + "--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n" +
+			"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n" + file + "\r\n--b--\r\n"
+		b.Run(tc.name, func(b *testing.B) {
+			r := &http.Request{Method: "POST", URL: &url.URL{Path: "/api/v2/notes"}, RequestURI: "/api/v2/notes",
+				Header: http.Header{"Content-Type": {"multipart/form-data; boundary=b"}}}
+			rd := strings.NewReader(body)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				rd.Reset(body)
+				r.URL.RawQuery = tc.query
+				r.Body, r.ContentLength = nopBody{rd}, int64(len(body))
+				f, err := Strip(r, Options{})
+				if err != nil || f.Kind != Key {
+					b.Fatal(f, err)
+				}
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@ const (
 	bodyForm      bodyKind = iota + 1 // application/x-www-form-urlencoded
 	bodyJSON                          // a JSON media type: only an object can hold credentials
 	bodyLoose                         // no or a wrong media type: a JSON object, else a form
-	bodyMultipart                     // multipart/form-data, read on auth.php only
+	bodyMultipart                     // multipart/form-data: the credential parts are removed
 	bodySniff                         // any other media type: read only if it starts as a JSON object
 )
 
@@ -27,8 +27,8 @@ const (
 const maxSniff = 512
 
 // wantBody tells whether r's body may hold credentials, and how to read it.
-// Multipart bodies are read on auth.php only; bodies of other media types
-// are only peeked at (bodySniff): see peekJSON.
+// Bodies of other media types are only peeked at (bodySniff): see
+// peekJSON.
 func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
@@ -43,7 +43,7 @@ func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	switch {
 	case multipartBoundary(ct) != "":
 		// PHP reads a multipart body into $_POST; php://input is empty.
-		return bodyMultipart, authPHP
+		return bodyMultipart, true
 	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
 		return bodyForm, true
 	case isJSONType(mt):
@@ -112,18 +112,20 @@ func isJSONType(mt string) bool {
 	return false
 }
 
-// readBody reads all of r.Body, at most max bytes. On an error r.Body is
-// given back whole: a reader of the bytes read followed by the rest.
-func readBody(r *http.Request, max int64) ([]byte, *Error) {
-	if r.ContentLength > max {
-		return nil, TooLarge()
+// readBody reads all of r.Body, at most max bytes. With partial, a longer
+// body is no error: its first bytes (more than max) are returned with whole
+// false, and r.Body reads on after them. On an error r.Body is given back
+// whole: a reader of the bytes read followed by the rest.
+func readBody(r *http.Request, max int64, partial bool) (buf []byte, whole bool, e *Error) {
+	if r.ContentLength > max && !partial {
+		return nil, false, TooLarge()
 	}
 	size := int64(512)
 	if r.ContentLength > 0 {
 		size = r.ContentLength + 1 // room to see EOF without growing
 	}
 	size = min(size, max+1)
-	buf := make([]byte, 0, size)
+	buf = make([]byte, 0, size)
 	var rerr error
 	for int64(len(buf)) <= max {
 		if len(buf) == cap(buf) {
@@ -132,20 +134,33 @@ func readBody(r *http.Request, max int64) ([]byte, *Error) {
 		n, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), max+1)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf, nil
+			return buf, true, nil
 		}
 		if err != nil {
 			rerr = err
 			break
 		}
 	}
-	orig := r.Body
-	r.Body = &partBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), orig: orig}
+	if rerr == nil && partial {
+		return buf, false, nil
+	}
+	giveBack(r, buf, false)
 	var mbe *http.MaxBytesError
 	if rerr == nil || errors.As(rerr, &mbe) {
-		return nil, TooLarge()
+		return nil, false, TooLarge()
 	}
-	return nil, Malformed("the request body could not be read")
+	return nil, false, Malformed("the request body could not be read")
+}
+
+// giveBack makes r's body what it was: buf, the bytes read (all of the body
+// when whole), then the rest.
+func giveBack(r *http.Request, buf []byte, whole bool) {
+	if whole {
+		setBody(r, buf, false)
+		return
+	}
+	orig := r.Body
+	r.Body = &partBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), orig: orig}
 }
 
 // partBody gives back a body that was read in part.
@@ -189,10 +204,7 @@ func bytesString(b []byte) string {
 
 // scanBody finds credentials in the body s and returns the body without
 // them (changed false: s holds none and stays as it is).
-func (c *collector) scanBody(s string, kind bodyKind, sc scope, ct string) (out []byte, changed bool, err *Error) {
-	if kind == bodyMultipart {
-		return c.scanMultipart(s, multipartBoundary(ct), sc)
-	}
+func (c *collector) scanBody(s string, kind bodyKind, sc scope) (out []byte, changed bool, err *Error) {
 	if jsonSniff(s) {
 		return c.scanJSONBody(s, kind, sc)
 	}

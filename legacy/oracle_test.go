@@ -9,6 +9,8 @@ package legacy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"mime/multipart"
 	"net/url"
 	"strings"
@@ -162,21 +164,145 @@ func jsonUnmarshalString(raw string, v *string) error {
 	return json.Unmarshal([]byte(raw), v)
 }
 
-// oracleMultipartCreds returns the credential fields mime/multipart reads
-// in the multipart/form-data body s (boundary "x"), up to where it can read.
-func oracleMultipartCreds(s string) []string {
-	var creds []string
+// oracleMPPart is one part of a multipart/form-data body as mime/multipart
+// reads it, its name read from Content-Disposition as PHP reads it.
+type oracleMPPart struct {
+	header  string // the MIME header, printed
+	content string
+	name    string // PHP variable name ("" if none)
+	array   bool
+	file    bool // a non-empty filename: an upload
+	odd     bool // RFC 2231 parameters: PHP and mime/multipart read them apart
+}
+
+// oracleMultipart reads the parts of the multipart body s (boundary "x")
+// with mime/multipart, up to where it can; complete tells it read to the
+// closing delimiter.
+func oracleMultipart(s string) (parts []oracleMPPart, complete bool) {
 	mr := multipart.NewReader(strings.NewReader(s), "x")
 	for {
 		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			return parts, true
+		}
 		if err != nil {
-			return creds
+			return parts, false
 		}
-		if p.FileName() != "" {
-			continue
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return parts, false
 		}
-		if name, _ := oraclePHPName(p.FormName()); oracleIsCred(name, false) {
-			creds = append(creds, name)
+		cd := p.Header.Get("Content-Disposition")
+		name, filename := oraclePHPDisposition(cd)
+		n, array := oraclePHPName(name)
+		parts = append(parts, oracleMPPart{header: fmt.Sprint(p.Header), content: string(b),
+			name: n, array: array, file: filename != "", odd: strings.Contains(cd, "*")})
+	}
+}
+
+// oraclePHPDisposition reads the name and filename parameters of a
+// Content-Disposition value as PHP's rfc1867.c does: split at ';' and then
+// at '=' outside '...' or "..." (where \<quote> escapes), keys compared
+// without case; a value is a quoted string (\\ and \<quote> escaped) or a
+// word up to white space (\\ escaped); the last one counts.
+func oraclePHPDisposition(cd string) (name, filename string) {
+	if i := strings.IndexByte(cd, 0); i >= 0 {
+		cd = cd[:i]
+	}
+	var pieces []string
+	cur := []byte{}
+	var q byte
+	for i := 0; i < len(cd); i++ {
+		c := cd[i]
+		switch {
+		case q != 0 && c == '\\' && i+1 < len(cd) && cd[i+1] == q:
+			cur = append(cur, c, q)
+			i++
+		case q != 0 && c == q:
+			q = 0
+			cur = append(cur, c)
+		case q != 0:
+			cur = append(cur, c)
+		case c == '"' || c == '\'':
+			q = c
+			cur = append(cur, c)
+		case c == ';':
+			pieces = append(pieces, string(cur))
+			cur = cur[:0]
+		default:
+			cur = append(cur, c)
 		}
 	}
+	pieces = append(pieces, string(cur))
+	for _, p := range pieces {
+		p = strings.TrimLeft(p, " \t\r\n\v\f")
+		k, v, ok := oracleCutUnquoted(p, '=')
+		if !ok {
+			continue
+		}
+		v = strings.TrimLeft(strings.TrimLeft(v, "="), " \t\r\n\v\f")
+		switch strings.ToLower(k) {
+		case "name":
+			name = oracleConfWord(v)
+		case "filename":
+			filename = oracleConfWord(v)
+		}
+	}
+	return name, filename
+}
+
+// oracleCutUnquoted cuts s at the first sep outside quotes.
+func oracleCutUnquoted(s string, sep byte) (string, string, bool) {
+	var q byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case q != 0 && c == '\\' && i+1 < len(s) && s[i+1] == q:
+			i++
+		case q != 0 && c == q:
+			q = 0
+		case q == 0 && (c == '"' || c == '\''):
+			q = c
+		case q == 0 && c == sep:
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", strings.IndexByte(s, sep) >= 0
+}
+
+func oracleConfWord(v string) string {
+	var b strings.Builder
+	if v != "" && (v[0] == '"' || v[0] == '\'') {
+		q := v[0]
+		for i := 1; i < len(v) && v[i] != q; i++ {
+			if v[i] == '\\' && i+1 < len(v) && (v[i+1] == '\\' || v[i+1] == q) {
+				i++
+			}
+			b.WriteByte(v[i])
+		}
+		return b.String()
+	}
+	for i := 0; i < len(v) && strings.IndexByte(" \t\r\n\v\f", v[i]) < 0; i++ {
+		if v[i] == '\\' && i+1 < len(v) && v[i+1] == '\\' {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
+// oracleMPDelimiters counts the lines of s that are delimiter lines of the
+// boundary "x" by RFC 2046 with any line end (and transport padding).
+func oracleMPDelimiters(s string) int {
+	n := 0
+	for _, l := range strings.SplitAfter(s, "\n") {
+		l = strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r")
+		if l, ok := strings.CutPrefix(l, "--x"); ok {
+			l = strings.TrimPrefix(l, "--")
+			if strings.Trim(l, " \t") == "" {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -30,10 +30,27 @@ const AuthPHPPath = "/private/api/auth.php"
 // credential. Other bodies are peeked at (their first bytes put back) and
 // stream on unread; a request without a body keeps its Body.
 //
+// A multipart/form-data body, whose fields PHP puts in $_POST on any path,
+// is read for them too: a part is a credential when its Content-Disposition
+// name (read and mangled as PHP does) is one and it has no filename (a file
+// part named USER_HASH is an upload, in $_FILES, and is kept). Each
+// credential part is removed whole, its delimiter line with it; every other
+// byte (preamble, other parts, closing delimiter, epilogue) is kept. A
+// multipart body longer than MaxBody is not refused: its first MaxBody bytes
+// are read and their credential parts removed (ContentLength follows when
+// known), and the rest streams on unread through a guard that reads the part
+// headers as they pass and ends the body with a 413 *Error, before a byte
+// of the part is passed on, at a credential part beyond MaxBody (or a part
+// PHP would read after the closing delimiter). So large uploads go through,
+// and a credential never does: the request then fails upstream instead.
+// A credential part cut by MaxBody is a 413 at once. Such a body is not
+// replayable (GetBody is nil).
+//
 // Errors are *Error: 400 for malformed credentials (conflicting copies, a
 // login without a key, broken encoding, arrays, control characters, values
-// over 1 KiB, more than 10000 parameters, a JSON body that is not valid)
-// and 413 for a body over MaxBody. On an error r is left as it was (a body
+// over 1 KiB, more than 10000 parameters, a JSON body that is not valid, a
+// multipart body whose parts do not end or that has a part after its
+// closing delimiter) and 413 for a body over MaxBody. On an error r is left as it was (a body
 // already read is given back whole) and Found holds only AuthPHP and
 // Format, so that the caller can answer in the right shape.
 //
@@ -64,21 +81,27 @@ func Strip(r *http.Request, o Options) (Found, error) {
 	}
 
 	var body, newBody []byte
-	read, bodyChanged := false, false
+	read, whole, bodyChanged := false, false, false
+	boundary, cut := "", 0
 	kind, ok := wantBody(r, f.AuthPHP)
 	if ok && kind == bodySniff {
 		kind, ok = bodyJSON, peekJSON(r)
 	}
 	if ok {
-		if body, e = readBody(r, o.maxBody()); e != nil {
+		if body, whole, e = readBody(r, o.maxBody(), kind == bodyMultipart); e != nil {
 			return failed(f, &c, e)
 		}
 		read = true
 		c.clone = true
-		newBody, bodyChanged, e = c.scanBody(bytesString(body), kind, sc, r.Header.Get("Content-Type"))
+		if kind == bodyMultipart {
+			boundary = multipartBoundary(r.Header.Get("Content-Type"))
+			newBody, bodyChanged, cut, e = c.scanMultipart(bytesString(body), boundary, sc, whole)
+		} else {
+			newBody, bodyChanged, e = c.scanBody(bytesString(body), kind, sc)
+		}
 		c.clone = false
 		if e != nil {
-			setBody(r, body, false)
+			giveBack(r, body, whole)
 			return failed(f, &c, e)
 		}
 	}
@@ -89,7 +112,7 @@ func Strip(r *http.Request, o Options) (Found, error) {
 	}
 	if e != nil {
 		if read {
-			setBody(r, body, false)
+			giveBack(r, body, whole)
 		}
 		return failed(f, &c, e)
 	}
@@ -97,12 +120,15 @@ func Strip(r *http.Request, o Options) (Found, error) {
 	if len(rm) > 0 {
 		setQuery(r, q, rm)
 	}
-	if read {
-		if bodyChanged {
-			setBody(r, newBody, true)
-		} else {
-			setBody(r, body, false)
-		}
+	switch {
+	case read && !whole && bodyChanged:
+		setStream(r, newBody, body[cut:], boundary, sc, cut-len(newBody))
+	case read && !whole:
+		setStream(r, body[:cut], body[cut:], boundary, sc, 0)
+	case read && bodyChanged:
+		setBody(r, newBody, true)
+	case read:
+		setBody(r, body, false)
 	}
 	if cookiesChanged {
 		if len(lines) == 0 {

@@ -135,8 +135,9 @@ func TestStripShapes(t *testing.T) {
 			want{kind: Key, login: "x", key: "k", query: same, body: "a=1"}},
 		{"query and body agree", req{target: "/api/v2/leads?USER_LOGIN=x&q=1", ct: "application/x-www-form-urlencoded", body: "USER_HASH=k&USER_LOGIN=x&a=1"},
 			want{kind: Key, login: "x", key: "k", query: "q=1", body: "a=1"}},
-		{"multipart not read", req{target: "/api/v2/leads", ct: "multipart/form-data; boundary=X", body: "--X\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\nx\r\n--X--\r\n"},
-			want{query: same, body: same}},
+		{"multipart on any path", req{target: "/api/v2/leads", ct: "multipart/form-data; boundary=X", body: "--X\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\nx\r\n" +
+			"--X\r\nContent-Disposition: form-data; name=\"USER_HASH\"\r\n\r\nk\r\n--X\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--X--\r\n"},
+			want{kind: Key, login: "x", key: "k", query: same, body: "--X\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--X--\r\n"}},
 		{"GET body ignored without length", req{method: "GET", target: "/x?a=1"}, want{query: same, body: same}},
 
 		// (c) JSON body
@@ -190,7 +191,8 @@ func TestStripShapes(t *testing.T) {
 			body: "--XyZ\r\nContent-Disposition: form-data; name=\"USER_LOGIN\"\r\n\r\na@b.c\r\n" +
 				"--XyZ\r\nContent-Disposition: form-data; name=\"USER_HASH\"\r\n\r\nk\r\n" +
 				"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"USER_HASH\"\r\n\r\nfile\r\n--XyZ--\r\n"},
-			want{kind: Key, login: "a@b.c", key: "k", authPHP: true, format: JSON, query: same, body: ""}},
+			want{kind: Key, login: "a@b.c", key: "k", authPHP: true, format: JSON, query: same,
+				body: "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"USER_HASH\"\r\n\r\nfile\r\n--XyZ--\r\n"}},
 		{"auth.php multipart without creds", req{target: "/private/api/auth.php", ct: "multipart/form-data; boundary=XyZ",
 			body: "--XyZ\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\njson\r\n--XyZ--\r\n"},
 			want{authPHP: true, format: JSON, query: same, body: same}},
@@ -481,19 +483,6 @@ func TestStripBodyReadError(t *testing.T) {
 }
 
 func TestStripUntouchedBodyIdentity(t *testing.T) {
-	// No candidate body: the very same Body object, nothing read.
-	for _, ct := range []string{"multipart/form-data; boundary=x"} {
-		r := httptest.NewRequest("POST", "/api/v4/leads?USER_LOGIN=x&USER_HASH=k", strings.NewReader("USER_LOGIN=y&USER_HASH=j"))
-		r.Header.Set("Content-Type", ct)
-		orig := r.Body
-		f, err := Strip(r, Options{})
-		if err != nil || f.Kind != Key || f.Login != "x" {
-			t.Fatalf("%s: %+v %v", ct, f, err)
-		}
-		if r.Body != orig {
-			t.Errorf("%s: body replaced", ct)
-		}
-	}
 	// Requests without a body keep theirs, whatever the Content-Type.
 	for _, m := range []string{"GET", "HEAD", "DELETE", "POST"} {
 		for _, body := range []io.ReadCloser{nil, http.NoBody} {
