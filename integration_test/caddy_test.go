@@ -23,15 +23,33 @@ const (
 	cmdTimeout   = 60 * time.Second
 )
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// handedOut holds every port freePort returned, so that one test never gets
+// the same port twice (the kernel may offer a just-closed port again).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago and that
+// no other call in this process has returned.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("finding a free port: only ports handed out before were offered")
+	return 0
 }
 
 // Caddy is bin/caddy running as a child process with a generated Caddyfile,

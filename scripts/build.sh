@@ -119,7 +119,9 @@ while IFS=$'\t' read -r section mod val; do
 	esac
 done <<<"$SETTINGS"
 
-# newer_input prints the first build input newer than the binary, if any.
+# newer_input prints the first build input newer than the binary, if any: the
+# manifest, this script, and the non-test Go files, go.mod and go.sum of each
+# local plugin (tests, the integration tests, the demo and scripts/ excluded).
 newer_input() {
 	local f
 	for f in "$MANIFEST" "$SELF"; do
@@ -129,7 +131,7 @@ newer_input() {
 	for d in "${LOCAL_DIRS[@]}"; do
 		f="$(find "$d" \
 			\( -name .git -o -name .tools -o -name node_modules -o -name testdata \
-			-o -path "$d/bin" -o -path "$d/integration_test" -o -path "$d/demo" \) -prune \
+			-o -path "$d/bin" -o -path "$d/integration_test" -o -path "$d/demo" -o -path "$d/scripts" \) -prune \
 			-o \( \( -name '*.go' ! -name '*_test.go' \) -o -name go.mod -o -name go.sum \) \
 			-newer "$OUTPUT" -print -quit)"
 		[[ -n "$f" ]] && { printf '%s\n' "$f"; return; }
