@@ -24,8 +24,8 @@ command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 # A TCP port on 127.0.0.1 that nothing listens on.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
-	local p i
-	for i in $(seq 100); do
+	local p
+	for _ in $(seq 100); do
 		p=$((20000 + RANDOM % 30000))
 		port_in_use "$p" || { echo "$p"; return; }
 	done
@@ -49,10 +49,10 @@ mkdir -p "$DEMO_DIR/home" "$DEMO_DIR/xdg-data" "$DEMO_DIR/xdg-config"
 
 # stop PID NAME: SIGTERM, then SIGKILL after 10 s.
 stop() {
-	local pid="$1" i
+	local pid="$1"
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; echo "  stopped $2"; return 0; }
 		sleep 0.1
 	done
@@ -92,7 +92,7 @@ FAKEAMOCRM_CLIENT_SECRET="$CLIENT_SECRET" bin/fakeamocrm \
 	-users "acme:$LOGIN:$USER_HASH" \
 	-listen 127.0.0.1:0 >"$DEMO_DIR/fake.out" 2>"$DEMO_DIR/fake.log" &
 FAKE_PID=$!
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	FAKE_URL="$(sed -n 's/^fakeamocrm listening on //p' "$DEMO_DIR/fake.out")"
 	[[ -n "$FAKE_URL" ]] && break
 	kill -0 "$FAKE_PID" 2>/dev/null || die "the fake amoCRM exited: $(cat "$DEMO_DIR/fake.log")"
@@ -107,7 +107,7 @@ HOME="$DEMO_DIR/home" XDG_DATA_HOME="$DEMO_DIR/xdg-data" XDG_CONFIG_HOME="$DEMO_
 	AMOCRM_CLIENT_ID="$CLIENT_ID" AMOCRM_CLIENT_SECRET="$CLIENT_SECRET" AMOBRIDGE_STORE_KEY="$STORE_KEY" \
 	bin/caddy run --adapter caddyfile --config demo/Caddyfile >"$DEMO_DIR/caddy.log" 2>&1 &
 CADDY_PID=$!
-for i in $(seq 300); do
+for _ in $(seq 300); do
 	curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$DEMO_ADMIN_PORT/config/" 2>/dev/null && break
 	kill -0 "$CADDY_PID" 2>/dev/null || die "Caddy exited while starting"
 	sleep 0.1
