@@ -15,7 +15,9 @@
 #   (-tTHREADS -cCONNS), then at light load (-t1 -cLIGHT_CONNS), where latency
 #   is not queueing. It prints each run, the medians, and the medians of each
 #   round's ratio and latency added (medians: a shared machine's background
-#   load comes in bursts). Targets: (a)/(b) throughput >= 0.95, p99 added < 1 ms.
+#   load comes in bursts), and the CPU time Caddy spent per request in each,
+#   which depends little on the background load. Targets: (a)/(b) throughput
+#   >= 0.95, p99 added < 1 ms.
 # scale: seeds SCALE_USERS users (default 100,000) into an encrypted store,
 #   starts Caddy (a) on it and reports the time to ready, RSS, and latency of a
 #   first request for every user (cold: read from Badger) and of random users
@@ -80,7 +82,7 @@ mkdir -p "$WORK/bin"
 free_port() {
 	local p
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-)
 		grep -qx "$p" "$WORK/ports" 2>/dev/null && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p" >>"$WORK/ports"
@@ -95,7 +97,10 @@ free_port() {
 wait_port() {
 	local i
 	for i in $(seq 1 600); do
-		kill -0 "$2" 2>/dev/null || die "$3 exited while starting (see $WORK/$3.log)"
+		if ! kill -0 "$2" 2>/dev/null; then
+			tail -n 5 "$WORK/$3.log" >&2 || true
+			die "$3 exited while starting"
+		fi
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
 			return
 		fi
@@ -202,15 +207,26 @@ to_ms() {
 	}'
 }
 
-# run_wrk NAME THREADS CONNS URL: runs wrk, prints "rps p50_ms p99_ms non2xx".
+# cpu_ticks PID: the process's user + system CPU time, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+# run_wrk NAME THREADS CONNS URL PID: runs wrk, prints "rps p50_ms p99_ms
+# non2xx cpu_us", cpu_us being the CPU time Caddy (PID) spent per request:
+# unlike throughput and latency, it hardly depends on what else the machine
+# is doing.
 run_wrk() {
-	local out="$WORK/wrk-$1-$(now_ms).txt" rps p50 p99 bad
+	local out="$WORK/wrk-$1-$(now_ms).txt" rps p50 p99 bad c0 c1 n
+	c0="$(cpu_ticks "$5")"
 	wrk -t"$2" -c"$3" -d"$DURATION" --latency "$4" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+	c1="$(cpu_ticks "$5")"
 	rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
 	p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
 	p99="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
 	bad="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
-	printf '%s %s %s %s\n' "$rps" "$p50" "$p99" "${bad:-0}"
+	n="$(awk '/ requests in / { print $1 }' "$out")"
+	printf '%s %s %s %s %s\n' "$rps" "$p50" "$p99" "${bad:-0}" \
+		"$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
 }
 
 # median: the median of the numbers on stdin.
@@ -223,20 +239,20 @@ median() {
 # round's two runs are next to each other in time, so they share the
 # machine's background load).
 compare_at() {
-	local t="$1" c="$2" r rps p50 p99 bad ra p50a p99a
+	local t="$1" c="$2" r rps p50 p99 bad cpu ra p50a p99a cpua
 	local res="$WORK/compare-$c.txt"
 	: >"$res"
 	printf '\nwrk -t%s -c%s -d%s --latency, %s round(s), alternating:\n' "$t" "$c" "$DURATION" "$ROUNDS"
-	printf '%-28s %12s %10s %10s %8s\n' "run" "req/s" "p50 ms" "p99 ms" "non-2xx"
+	printf '%-28s %12s %10s %10s %8s %14s\n' "run" "req/s" "p50 ms" "p99 ms" "non-2xx" "Caddy CPU/req"
 	for r in $(seq 1 "$ROUNDS"); do
-		read -r rps p50 p99 bad <<<"$(run_wrk a "$t" "$c" "$URL_A")"
-		printf '%-28s %12s %10s %10s %8s\n' "round $r (a) amocrm_auth" "$rps" "$p50" "$p99" "$bad"
-		ra="$rps" p50a="$p50" p99a="$p99"
-		read -r rps p50 p99 bad <<<"$(run_wrk b "$t" "$c" "$URL_B")"
-		printf '%-28s %12s %10s %10s %8s\n' "round $r (b) reverse_proxy" "$rps" "$p50" "$p99" "$bad"
-		echo "$ra $p50a $p99a $rps $p50 $p99" >>"$res"
+		read -r rps p50 p99 bad cpu <<<"$(run_wrk a "$t" "$c" "$URL_A" "$A_PID")"
+		printf '%-28s %12s %10s %10s %8s %11s us\n' "round $r (a) amocrm_auth" "$rps" "$p50" "$p99" "$bad" "$cpu"
+		ra="$rps" p50a="$p50" p99a="$p99" cpua="$cpu"
+		read -r rps p50 p99 bad cpu <<<"$(run_wrk b "$t" "$c" "$URL_B" "$B_PID")"
+		printf '%-28s %12s %10s %10s %8s %11s us\n' "round $r (b) reverse_proxy" "$rps" "$p50" "$p99" "$bad" "$cpu"
+		echo "$ra $p50a $p99a $rps $p50 $p99 $cpua $cpu" >>"$res"
 	done
-	local mra mrb m50a m50b m99a m99b ratio add50 add99
+	local mra mrb m50a m50b m99a m99b ratio add50 add99 cpub
 	mra="$(awk '{ print $1 }' "$res" | median)"
 	m50a="$(awk '{ print $2 }' "$res" | median)"
 	m99a="$(awk '{ print $3 }' "$res" | median)"
@@ -246,14 +262,17 @@ compare_at() {
 	ratio="$(awk '{ print $1 / $4 }' "$res" | median)"
 	add50="$(awk '{ print $2 - $5 }' "$res" | median)"
 	add99="$(awk '{ print $3 - $6 }' "$res" | median)"
+	cpua="$(awk '{ print $7 }' "$res" | median)"
+	cpub="$(awk '{ print $8 }' "$res" | median)"
 	awk -v n="$ROUNDS" -v c="$c" -v ra="$mra" -v rb="$mrb" -v a50="$m50a" -v b50="$m50b" -v a99="$m99a" -v b99="$m99b" \
-		-v ratio="$ratio" -v add50="$add50" -v add99="$add99" 'BEGIN {
+		-v ratio="$ratio" -v add50="$add50" -v add99="$add99" -v cpua="$cpua" -v cpub="$cpub" 'BEGIN {
 		printf "medians of %d rounds at %d connections:\n", n, c
 		printf "  (a) amocrm_auth + reverse_proxy : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", ra, a50, a99
 		printf "  (b) reverse_proxy only          : %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n", rb, b50, b99
 		printf "  throughput ratio (a)/(b)        : %.3f   (median of the rounds; target >= 0.95: %s)\n", ratio, (ratio >= 0.95 ? "met" : "MISSED")
 		printf "  p50 added                       : %+.3f ms\n", add50
 		printf "  p99 added                       : %+.3f ms  (median of the rounds; target < 1 ms: %s)\n", add99, (add99 < 1 ? "met" : "MISSED")
+		printf "  Caddy CPU per request           : (a) %.1f us, (b) %.1f us: amocrm_auth adds %.1f us (%.1f%%)\n", cpua, cpub, cpua - cpub, (cpua - cpub) / cpub * 100
 	}'
 }
 
