@@ -153,3 +153,27 @@ func BenchmarkRedactURI(b *testing.B) {
 		})
 	}
 }
+
+// FuzzRedactURI: RedactURI never panics, keeps everything before the query,
+// and is idempotent (what it leaves holds nothing more to remove).
+func FuzzRedactURI(f *testing.F) {
+	for _, s := range []string{
+		"/api/v2/leads?USER%5FLOGIN=a&USER%5FHASH=k&a=1",
+		"/cb?code=c&state=s&c%6Fde=d&code",
+		"/x?a=%zz&USER_HASH[]=k&&",
+		"http://h/api/unsorted/add/?login=a&api_key=k",
+		"*", "", "?", "/x?&", "/x?code=%",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		got := RedactURI(uri)
+		target, _, _ := strings.Cut(uri, "?")
+		if !strings.HasPrefix(got, target) {
+			t.Fatalf("RedactURI(%q) = %q: the target changed", uri, got)
+		}
+		if again := RedactURI(got); again != got {
+			t.Fatalf("RedactURI(%q) = %q, then %q", uri, got, again)
+		}
+	})
+}
