@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -242,4 +243,81 @@ func TestStripMultipartOverMaxBody(t *testing.T) {
 			t.Errorf("body %q..., original closed %d times", got[:20], cc.closed)
 		}
 	})
+}
+
+// TestStripMultipartRealServer forwards multipart bodies, stripped, through
+// net/http's client to a server standing in for amoCRM, which reads them
+// with mime/multipart as a strict reader would.
+func TestStripMultipartRealServer(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body) // all that arrived, even of a request cut short
+		if strings.Contains(string(raw), "USER_") || strings.Contains(string(raw), "\r\nk\r\n") {
+			t.Errorf("a credential part reached the upstream")
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(raw)))
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			http.Error(w, "bad multipart", http.StatusBadRequest)
+			return
+		}
+		var names []string
+		for k := range r.MultipartForm.Value {
+			names = append(names, k)
+		}
+		for k, fs := range r.MultipartForm.File {
+			names = append(names, k+":"+strconv.FormatInt(fs[0].Size, 10))
+		}
+		slices.Sort(names)
+		_, _ = io.WriteString(w, strings.Join(names, ","))
+	}))
+	defer upstream.Close()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := Strip(r, Options{MaxBody: 4 << 10})
+		if err != nil {
+			WriteError(w, err.(*Error), now)
+			return
+		}
+		if f.Kind != Key || f.Login != "a@b.c" || f.Key != "k" {
+			t.Errorf("found %+v", f)
+		}
+		out, _ := http.NewRequest(r.Method, upstream.URL+r.URL.RequestURI(), r.Body)
+		out.ContentLength = r.ContentLength
+		out.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(out)
+		if err != nil {
+			http.Error(w, "upstream: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	defer front.Close()
+
+	big := strings.Repeat("z", 64<<10)
+	for _, tc := range []struct {
+		name, body, want string
+		status           int
+	}{
+		{"small", field("USER_LOGIN", "a@b.c") + field("note", "x") + field("USER.HASH", "k") + "--b--\n", "note", 200},
+		{"large, credentials first", field("USER_LOGIN", "a@b.c") + field("USER_HASH", "k") +
+			"--b\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\n\n" + big + "\n--b--\n", "f:65536", 200},
+		{"large, credential last", "--b\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\n\n" +
+			big + "\n" + field("USER_HASH", "k") + "--b--\n", "", 502},
+	} {
+		for _, chunked := range []bool{false, true} {
+			var body io.Reader = strings.NewReader(crlf(tc.body))
+			if chunked {
+				body = io.MultiReader(body)
+			}
+			resp, err := http.Post(front.URL+"/api/v2/notes?USER_LOGIN=a%40b.c&USER_HASH=k", "multipart/form-data; boundary=b", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || tc.status == 200 && string(b) != tc.want {
+				t.Errorf("%s (chunked %v): %d %q, want %d %q", tc.name, chunked, resp.StatusCode, b, tc.status, tc.want)
+			}
+		}
+	}
 }
