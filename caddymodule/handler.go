@@ -182,6 +182,15 @@ func (h *Handler) upstreamError(w http.ResponseWriter, rec caddyhttp.ResponseRec
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
+	var le *legacy.Error
+	if errors.As(err, &le) {
+		// The body's stream stopped at a credential the module could not
+		// strip in time (past max_body): the request was not forwarded whole.
+		h.logger.Warn("request body refused while streaming", zap.Int("status", le.Status))
+		h.metrics.request(outcomeMalformed)
+		legacy.WriteError(w, le, time.Now())
+		return nil
+	}
 	h.logger.Error("forwarding to amoCRM failed", zap.Int("status", status), zap.String("error", safeError(err)))
 	text := "amoCRM is unreachable"
 	if status == http.StatusGatewayTimeout {
