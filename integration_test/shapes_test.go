@@ -430,6 +430,29 @@ func TestShapesBodyLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("large multipart with a late credential part gets 413", func(t *testing.T) {
+		// The credential part sits past max_body: the module cannot strip it
+		// before streaming starts, so the stream stops before that part, and
+		// the client gets the legacy 413 (not a 502), and amoCRM no key.
+		var mp bytes.Buffer
+		mw := multipart.NewWriter(&mp)
+		ph := textproto.MIMEHeader{}
+		ph.Set("Content-Disposition", `form-data; name="file"; filename="a.bin"`)
+		pw, _ := mw.CreatePart(ph)
+		_, _ = pw.Write(bytes.Repeat([]byte("z"), 2*shapesMaxBody))
+		_ = mw.WriteField("USER_HASH", e.APIKey)
+		_ = mw.Close()
+		n := requestCount(e)
+		resp := doKeepAlive(t, e, http.MethodPost, "/api/v2/notes?"+e.LegacyQuery(""),
+			http.Header{"Content-Type": {mw.FormDataContentType()}}, bytes.NewReader(mp.Bytes()))
+		assertLegacyError(t, "late credential part", resp, http.StatusRequestEntityTooLarge, "413")
+		for _, r := range e.Fake.Requests()[n:] {
+			if r.BodyLen >= shapesMaxBody {
+				t.Errorf("amoCRM received %d bytes of the body", r.BodyLen)
+			}
+		}
+	})
+
 	t.Run("large binary streams through", func(t *testing.T) {
 		body := make([]byte, 3<<20+7)
 		if _, err := rand.Read(body); err != nil {
