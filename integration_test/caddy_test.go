@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,32 +24,60 @@ const (
 	cmdTimeout   = 60 * time.Second
 )
 
-// handedOut holds every port freePort returned, so that one test never gets
-// the same port twice (the kernel may offer a just-closed port again).
+// handedOut holds every port freePort returned, so that one test run never
+// gets the same port twice.
 var handedOut = struct {
 	sync.Mutex
 	ports map[int]bool
 }{ports: map[int]bool{}}
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago and that
-// no other call in this process has returned.
+// fixedPortRange is where freePort picks ports: below the kernel's ephemeral
+// range, which it uses for every listener on port 0 (the in-process fake,
+// httptest servers) and every outgoing connection. A port picked from the
+// ephemeral range and closed again could be given to one of those before
+// Caddy binds it ("address already in use").
+func fixedPortRange() (lo, hi int) {
+	lo, hi = 20000, 32767
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	var elo, ehi int
+	if _, err := fmt.Sscan(string(b), &elo, &ehi); err != nil || elo <= 0 {
+		return lo, hi
+	}
+	if elo-1 < hi {
+		hi = elo - 1
+	}
+	if hi-lo < 1000 { // an unusual range: fall back to a wide window below it
+		lo = max(1024, hi-10000)
+	}
+	return lo, hi
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago, that
+// the kernel does not hand out on its own (see fixedPortRange), and that no
+// other call in this process has returned. It is picked at random, so that
+// test runs in parallel processes rarely try the same one.
 func freePort(t testing.TB) int {
 	t.Helper()
 	handedOut.Lock()
 	defer handedOut.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := fixedPortRange()
+	for range 1000 {
+		port := lo + mathrand.IntN(hi-lo+1)
+		if handedOut.ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
+			continue // in use
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if !handedOut.ports[port] {
-			handedOut.ports[port] = true
-			return port
-		}
+		handedOut.ports[port] = true
+		return port
 	}
-	t.Fatal("finding a free port: only ports handed out before were offered")
+	t.Fatalf("finding a free port in %d-%d: none found", lo, hi)
 	return 0
 }
 
