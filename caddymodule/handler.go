@@ -203,7 +203,7 @@ func (h *Handler) upstreamError(w http.ResponseWriter, rec caddyhttp.ResponseRec
 
 // account resolves the request's amoCRM account.
 func (h *Handler) account(r *http.Request) (exchange.Account, *legacy.Error) {
-	if h.subdomainLiteral && !strings.Contains(h.apiBase, "{") {
+	if h.accountIsLiteral {
 		return h.literalAccount, nil
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amobridge/amobridge/exchange"
 )
 
 // Request outcomes, the values of amobridge_requests_total's outcome label.
@@ -24,16 +26,18 @@ const (
 // pool and is registered in every configuration's metrics registry, so that
 // counters survive reloads. No label carries a login, key or token.
 type metrics struct {
-	requests     *prometheus.CounterVec
-	store        *prometheus.CounterVec
-	exchanges    *prometheus.CounterVec
-	refreshes    *prometheus.CounterVec
-	replays      prometheus.Counter
-	rateWaits    prometheus.Counter
-	rateWaitSecs prometheus.Histogram
-	rateRejects  prometheus.Counter
-	exchangeSecs prometheus.Histogram
-	refreshSecs  prometheus.Histogram
+	requests      *prometheus.CounterVec
+	store         *prometheus.CounterVec
+	exchanges     *prometheus.CounterVec
+	refreshes     *prometheus.CounterVec
+	replays       prometheus.Counter
+	rateWaits     prometheus.Counter
+	rateWaitSecs  prometheus.Histogram
+	rateRejects   prometheus.Counter
+	exchangeSecs  prometheus.Histogram
+	refreshSecs   prometheus.Histogram
+	tokens        *prometheus.GaugeVec
+	oldestRefresh prometheus.Gauge
 }
 
 const metricsPoolKey = "amobridge.metrics"
@@ -62,12 +66,17 @@ func newMetrics() *metrics {
 			Help: "Time from exchange_api_key to stored tokens.", Buckets: latency}),
 		refreshSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "refresh_duration_seconds",
 			Help: "Time of a refresh grant, including the synced store write.", Buckets: latency}),
+		tokens: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tokens",
+			Help: "Stored token pairs by state (fresh, refresh_due, expired, dead, keep_alive_due), counted by the keeper at each run."},
+			[]string{"state"}),
+		oldestRefresh: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_refresh_token_age_seconds",
+			Help: "Age of the oldest live refresh token (amoCRM kills one unused for 3 months; keep_alive refreshes it sooner)."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.store, m.exchanges, m.refreshes, m.replays,
-		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs}
+		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs, m.tokens, m.oldestRefresh}
 }
 
 // Destruct satisfies caddy.Destructor for the usage pool.
@@ -142,4 +151,17 @@ func (m *metrics) observe(event, result string, d time.Duration) {
 			m.refreshSecs.Observe(d.Seconds())
 		}
 	}
+}
+
+// tokenCounts receives the keeper's census (see exchange.Config.Tokens).
+func (m *metrics) tokenCounts(tc exchange.TokenCounts) {
+	if m == nil {
+		return
+	}
+	m.tokens.WithLabelValues("fresh").Set(float64(tc.Fresh))
+	m.tokens.WithLabelValues("refresh_due").Set(float64(tc.RefreshDue))
+	m.tokens.WithLabelValues("expired").Set(float64(tc.Expired))
+	m.tokens.WithLabelValues("dead").Set(float64(tc.Dead))
+	m.tokens.WithLabelValues("keep_alive_due").Set(float64(tc.KeepAlive))
+	m.oldestRefresh.Set(tc.OldestRefresh.Seconds())
 }

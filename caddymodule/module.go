@@ -128,7 +128,8 @@ type Handler struct {
 	rate                   float64 // resolved rate_limit
 	stripOpts              legacy.Options
 
-	literalAccount exchange.Account // when neither subdomain nor api_base has a placeholder
+	literalAccount   exchange.Account // the account, when accountIsLiteral
+	accountIsLiteral bool             // neither subdomain nor api_base has a request placeholder
 
 	app     *App
 	backend *backend
@@ -208,6 +209,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.literalAccount = exchange.Account{Name: h.Subdomain,
 		BaseURL: strings.ReplaceAll(h.apiBase, "{subdomain}", h.Subdomain)}
+	// With a literal subdomain and no other placeholder in api_base, every
+	// request has the same account: resolved once, here.
+	h.accountIsLiteral = h.subdomainLiteral && !strings.Contains(h.literalAccount.BaseURL, "{")
 
 	storeOpts, err := h.storeOptions(ctx)
 	if err != nil {
@@ -266,6 +270,7 @@ func (h *Handler) exchangeConfig() exchange.Config {
 		Logger:           h.logger.Named("exchange"),
 		BaseURL:          func(account string) string { return h.accountByName(account).BaseURL },
 		Observe:          h.metrics.observe,
+		Tokens:           h.metrics.tokenCounts,
 	}
 }
 

@@ -54,6 +54,10 @@ type Config struct {
 	// "ok", "rejected", "limited", "timeout", "failed" or "dead". It must be
 	// cheap and must not block; it never receives a user, key or token.
 	Observe func(event, result string, d time.Duration)
+
+	// Tokens, if set, receives the keeper's census of the stored tokens at
+	// each of its runs, for metrics (tokens near expiry, dead pairs).
+	Tokens func(TokenCounts)
 }
 
 // observe reports an event to c.Observe, if set.

@@ -32,7 +32,9 @@ func (b *Broker) keepOnce() int {
 	now := c.Now()
 	type stale struct{ account, login, access string }
 	var todo []stale
+	var counts TokenCounts
 	err := b.store.List(ctx, func(t *tokenstore.Token) error {
+		counts.add(t, now, c.RefreshAhead, c.KeepAlive)
 		if t.RefreshToken != "" && now.Sub(t.IssuedAt) > c.KeepAlive {
 			todo = append(todo, stale{t.Account, t.Login, t.AccessToken})
 		}
@@ -40,6 +42,8 @@ func (b *Broker) keepOnce() int {
 	})
 	if err != nil && ctx.Err() == nil {
 		c.Logger.Error("keeper cannot list tokens", zap.Error(err))
+	} else if err == nil && c.Tokens != nil {
+		c.Tokens(counts)
 	}
 	n := 0
 	for i, s := range todo {
@@ -73,4 +77,36 @@ func (b *Broker) keepOnce() int {
 	}
 	b.info.prune(c.Now())
 	return n
+}
+
+// TokenCounts is the keeper's census of the stored tokens, taken at each
+// run (see Config.Tokens).
+type TokenCounts struct {
+	Fresh      int // access token valid beyond RefreshAhead
+	RefreshDue int // access token within RefreshAhead of its expiry
+	Expired    int // access token expired; refreshed on the next request
+	Dead       int // refresh token refused by amoCRM; the next request with the key exchanges again
+	KeepAlive  int // refresh token older than KeepAlive: the keeper refreshes it now
+	// OldestRefresh is the age of the oldest live refresh token (amoCRM
+	// kills one unused for 3 months).
+	OldestRefresh time.Duration
+}
+
+func (tc *TokenCounts) add(t *tokenstore.Token, now time.Time, ahead, keepAlive time.Duration) {
+	switch {
+	case t.RefreshToken == "":
+		tc.Dead++
+		return
+	case !now.Before(t.Expiry):
+		tc.Expired++
+	case t.Expiry.Sub(now) <= ahead:
+		tc.RefreshDue++
+	default:
+		tc.Fresh++
+	}
+	age := now.Sub(t.IssuedAt)
+	if age > keepAlive {
+		tc.KeepAlive++
+	}
+	tc.OldestRefresh = max(tc.OldestRefresh, age)
 }

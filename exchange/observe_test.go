@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/amobridge/amobridge/tokenstore"
 )
 
 func TestResultOf(t *testing.T) {
@@ -59,5 +61,54 @@ func TestObserveReportsLookupsExchangesAndRefreshes(t *testing.T) {
 	}
 	if got := count("exchange/rejected"); got != 1 {
 		t.Errorf("exchange/rejected: %d, want 1 (the wrong key is tried once)", got)
+	}
+}
+
+func TestTokenCounts(t *testing.T) {
+	now := time.Now()
+	ahead, keep := 10*time.Minute, 30*24*time.Hour
+	var tc TokenCounts
+	for _, tok := range []*tokenstore.Token{
+		{RefreshToken: "r", Expiry: now.Add(time.Hour), IssuedAt: now},
+		{RefreshToken: "r", Expiry: now.Add(5 * time.Minute), IssuedAt: now.Add(-time.Hour)},
+		{RefreshToken: "r", Expiry: now.Add(-time.Minute), IssuedAt: now.Add(-40 * 24 * time.Hour)},
+		{RefreshToken: "", Expiry: now.Add(time.Hour), IssuedAt: now.Add(-100 * 24 * time.Hour)},
+	} {
+		tc.add(tok, now, ahead, keep)
+	}
+	want := TokenCounts{Fresh: 1, RefreshDue: 1, Expired: 1, Dead: 1, KeepAlive: 1, OldestRefresh: 40 * 24 * time.Hour}
+	if tc != want {
+		t.Fatalf("got %+v, want %+v", tc, want)
+	}
+}
+
+// TestKeeperReportsTokenCounts checks that each keeper run hands its census
+// to Config.Tokens.
+func TestKeeperReportsTokenCounts(t *testing.T) {
+	var mu sync.Mutex
+	var got []TokenCounts
+	e := newEnv(t, badgerStore, func(c *Config) {
+		c.Tokens = func(tc TokenCounts) {
+			mu.Lock()
+			got = append(got, tc)
+			mu.Unlock()
+		}
+	})
+	for _, login := range []string{"t1@example.com", "t2@example.com"} {
+		e.mustToken(login, e.user(login))
+	}
+	e.b.keepOnce()
+	e.clock.Advance(24*time.Hour - 5*time.Minute)
+	e.b.keepOnce()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("%d reports, want 2", len(got))
+	}
+	if got[0].Fresh != 2 || got[0].RefreshDue != 0 {
+		t.Errorf("first run: %+v, want 2 fresh", got[0])
+	}
+	if got[1].RefreshDue != 2 || got[1].Fresh != 0 {
+		t.Errorf("second run: %+v, want 2 due for refresh", got[1])
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/amobridge/amobridge/integration_test/fakeamocrm"
 )
 
 // Caddy serves every collector of the running configuration's metrics
@@ -483,4 +485,43 @@ func definedMetrics(t *testing.T, path string) map[string]bool {
 		t.Fatalf("%s: found only %d metrics; has the file's shape changed?", path, len(out))
 	}
 	return out
+}
+
+// TestMetricsTokenCensus checks the keeper's gauges: after a user's first
+// request, amobridge_tokens{state="fresh"} counts it, and once its access
+// token nears expiry (8 s tokens, refresh_ahead 4s) it moves to refresh_due
+// or expired; the oldest refresh token's age is set.
+func TestMetricsTokenCensus(t *testing.T) {
+	needCaddy(t)
+	e := NewEnv(t, EnvOptions{
+		Fake: func(o *fakeamocrm.Options) { o.AccessTTL = 8 * time.Second },
+		Site: func(s *SiteConfig) { s.Extra = "keeper_interval 1s\n\t\trefresh_ahead 4s" },
+	})
+	if r := e.Get("/api/v2/account?" + e.LegacyQuery("")); r.Status != http.StatusOK {
+		t.Fatalf("first request: %d %.200s", r.Status, r.Body)
+	}
+	var s *scrape
+	waitFor := func(what string, cond func(*scrape) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			s = scrapeMetrics(e, nil)
+			if cond(s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not seen in /metrics within 20 s", what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitFor("one fresh token", func(s *scrape) bool { return s.get("amobridge_tokens", "state", "fresh") == 1 })
+	waitFor("the token due for refresh", func(s *scrape) bool {
+		return s.get("amobridge_tokens", "state", "refresh_due")+s.get("amobridge_tokens", "state", "expired") == 1 &&
+			s.get("amobridge_tokens", "state", "fresh") == 0
+	})
+	if !s.has("amobridge_oldest_refresh_token_age_seconds") {
+		t.Error("amobridge_oldest_refresh_token_age_seconds is missing")
+	}
+	e.AssertNoViolations()
 }
