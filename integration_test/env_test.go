@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,6 +377,11 @@ func (e *Env) Do(method, path string, header http.Header, body io.Reader) *Respo
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// A *url.Error repeats the URL, query and key included: keep its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		e.T.Fatalf("%s %s: %v", method, redactQuery(path), err)
 	}
 	defer resp.Body.Close()
