@@ -1,7 +1,7 @@
 # amobridge: build, test, lint, demo.
 #
 #   make build   build bin/caddy with the module (scripts/build.sh reads xcaddy.toml)
-#   make test    every test: unit tests (-race), integration tests, a fuzz smoke run
+#   make test    every test: unit tests (-race), integration tests, a fuzz and a benchmark smoke run
 #   make lint    gofmt must list nothing; go vet ./...
 #   make demo    build, then run Caddy + a fake amoCRM and send a legacy request through
 #   make bench   the benchmarks, briefly
@@ -20,14 +20,14 @@ INTEGRATION_TIMEOUT ?= 20m
 # A shell snippet, so that a failing `go list` fails the target.
 LIST_UNIT_PKGS = pkgs="$$($(GO) list ./...)" || exit 1; pkgs="$$(echo "$$pkgs" | grep -v '/integration_test$$')"
 
-.PHONY: all build test test-unit test-integration fuzz-smoke lint fmt vet demo bench clean distclean
+.PHONY: all build test test-unit test-integration fuzz-smoke bench-smoke lint fmt vet demo bench clean distclean
 
 all: lint test
 
 build:
 	scripts/build.sh
 
-test: test-unit test-integration fuzz-smoke
+test: test-unit test-integration fuzz-smoke bench-smoke
 
 # -race everywhere: the broker, the store and the handler are all concurrent.
 test-unit:
@@ -62,6 +62,10 @@ demo:
 
 bench:
 	@$(LIST_UNIT_PKGS); set -x; $(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $$pkgs
+
+# Every benchmark, 20 iterations each: proves they run, measures nothing.
+bench-smoke:
+	$(MAKE) bench BENCHTIME=20x
 
 clean:
 	rm -rf bin/
