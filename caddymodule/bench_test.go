@@ -84,6 +84,7 @@ func benchHandler(tb testing.TB) (*Handler, tokenstore.Store) {
 	h.stripOpts = legacy.Options{MaxBody: DefaultMaxBody, SessionCookie: "session_id"}
 	h.limiter = newAccountLimiter(zero)
 	h.literalAccount = exchange.Account{Name: benchAccount, BaseURL: "http://127.0.0.1:1/" + benchAccount}
+	h.accountIsLiteral = true
 	h.metrics = newMetrics()
 	h.logger = zap.NewNop()
 	h.backend = &backend{logger: h.logger}
