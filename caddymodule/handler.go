@@ -128,19 +128,21 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		h.metrics.request(outcomeServed)
 		return rec.WriteResponse()
 	}
-	h.metrics.replay()
 	if err := body.rewind(r); err != nil {
 		return rec.WriteResponse()
 	}
-	if err := h.takeTurn(w, r, acct); err != nil {
-		return nil
-	}
-	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
+	// Drop the 401's headers: what follows (the replay, or a 429) starts
+	// from the headers the response had before.
 	hdr := w.Header()
 	clear(hdr)
 	for k, v := range before {
 		hdr[k] = v
 	}
+	h.metrics.replay()
+	if err := h.takeTurn(w, r, acct); err != nil {
+		return nil
+	}
+	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
 	rec2 := caddyhttp.NewResponseRecorder(w, nil, nil)
 	if err := next.ServeHTTP(rec2, r); err != nil {
 		return h.upstreamError(w, rec2, err)
