@@ -11,12 +11,17 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/amobridge/amobridge/exchange"
 )
+
+// keptMigrations is how many finished bulk exchanges the admin API still
+// reports; older finished ones are forgotten.
+const keptMigrations = 50
 
 // maxMigrationBody bounds an uploaded user list (about 100,000 users).
 const maxMigrationBody = 16 << 20
@@ -157,6 +162,7 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 	if b.migrations == nil {
 		b.migrations = make(map[string]*migration)
 	}
+	b.forgetOldMigrations()
 	b.migrations[m.id] = m
 	ctx := b.ctx
 	b.mu.Unlock()
@@ -244,4 +250,25 @@ func (b *backend) migrationsList() []*migration {
 		out = append(out, m)
 	}
 	return out
+}
+
+// forgetOldMigrations drops the oldest finished migrations beyond
+// keptMigrations. b.mu is held.
+func (b *backend) forgetOldMigrations() {
+	var finished []*migration
+	for _, m := range b.migrations {
+		m.mu.Lock()
+		done := !m.finished.IsZero()
+		m.mu.Unlock()
+		if done {
+			finished = append(finished, m)
+		}
+	}
+	if len(finished) < keptMigrations {
+		return
+	}
+	sort.Slice(finished, func(i, j int) bool { return finished[i].started.Before(finished[j].started) })
+	for _, m := range finished[:len(finished)-keptMigrations+1] {
+		delete(b.migrations, m.id)
+	}
 }
