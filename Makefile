@@ -10,6 +10,8 @@
 GO        ?= go
 # How long each fuzz target runs in `make test` (a smoke run, not a campaign).
 FUZZTIME  ?= 10s
+# The packages whose fuzz targets the smoke run covers.
+FUZZ_PKGS ?= ./legacy/ ./caddymodule/
 BENCHTIME ?= 200ms
 # Extra `go test` flags for the unit and integration tests, e.g. TESTFLAGS=-v.
 TESTFLAGS ?=
@@ -36,15 +38,17 @@ test-unit:
 test-integration: build
 	$(GO) test -race -count=1 -timeout $(INTEGRATION_TIMEOUT) $(TESTFLAGS) ./integration_test/
 
-# Runs each fuzz target of the legacy package for FUZZTIME. A crash is written to
-# legacy/testdata/fuzz/, which should then be committed as a regression case.
+# Runs each fuzz target of FUZZ_PKGS for FUZZTIME. A crash is written to the
+# package's testdata/fuzz/, which should then be committed as a regression case.
 fuzz-smoke:
-	@out="$$($(GO) test -list '^Fuzz' ./legacy/)" || { echo "$$out"; exit 1; }; \
-	targets="$$(echo "$$out" | grep '^Fuzz' || true)"; \
-	if [ -z "$$targets" ]; then echo "fuzz-smoke: no fuzz targets in ./legacy/"; exit 0; fi; \
-	for t in $$targets; do \
-		echo "fuzz-smoke: $$t for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) ./legacy/ || exit 1; \
+	@for pkg in $(FUZZ_PKGS); do \
+		out="$$($(GO) test -list '^Fuzz' $$pkg)" || { echo "$$out"; exit 1; }; \
+		targets="$$(echo "$$out" | grep '^Fuzz' || true)"; \
+		if [ -z "$$targets" ]; then echo "fuzz-smoke: no fuzz targets in $$pkg"; continue; fi; \
+		for t in $$targets; do \
+			echo "fuzz-smoke: $$pkg $$t for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
 lint: fmt vet
