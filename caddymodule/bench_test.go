@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/amobridge/amobridge/exchange"
-	"github.com/amobridge/amobridge/legacy"
 	"github.com/amobridge/amobridge/tokenstore"
 )
 
@@ -75,16 +74,10 @@ func benchHandler(tb testing.TB) (*Handler, tokenstore.Store) {
 		AccountDomain: DefaultAccountDomain, APIBase: "http://127.0.0.1:1/{subdomain}",
 		RateLimit: &zero,
 	}
-	// What Provision sets, without Caddy.
-	h.clientID, h.clientSecret, h.redirectURI = h.ClientID, h.ClientSecret, h.RedirectURI
-	h.callbackPath = "/amocrm/oauth/callback"
-	h.subdomainLiteral = true
-	h.apiBase = h.APIBase
-	h.sessionTTL = DefaultSessionTTL
-	h.stripOpts = legacy.Options{MaxBody: DefaultMaxBody, SessionCookie: "session_id"}
-	h.limiter = newAccountLimiter(zero)
-	h.literalAccount = exchange.Account{Name: benchAccount, BaseURL: "http://127.0.0.1:1/" + benchAccount}
-	h.accountIsLiteral = true
+	// What Provision sets, without Caddy's context and store.
+	if err := h.resolve(caddy.NewReplacer()); err != nil {
+		tb.Fatal(err)
+	}
 	h.metrics = newMetrics()
 	h.logger = zap.NewNop()
 	h.backend = &backend{logger: h.logger}

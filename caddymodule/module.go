@@ -170,48 +170,11 @@ var subdomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // directory lock away from a running Caddy.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	repl := caddy.NewReplacer()
-
-	h.clientID = strings.TrimSpace(repl.ReplaceKnown(h.ClientID, ""))
-	h.clientSecret = repl.ReplaceKnown(h.ClientSecret, "")
-	h.redirectURI = repl.ReplaceKnown(h.RedirectURI, "")
-	if h.AccountDomain == "" {
-		h.AccountDomain = DefaultAccountDomain
-	}
-	if h.APIBase == "" {
-		h.APIBase = DefaultAPIBase
-	}
-	h.apiBase = strings.TrimRight(strings.ReplaceAll(h.APIBase, "{account_domain}", h.AccountDomain), "/")
-	h.subdomainLiteral = !strings.Contains(h.Subdomain, "{")
-	h.callbackPath = h.CallbackPath
-	if h.callbackPath == "" {
-		h.callbackPath = pathOf(h.redirectURI)
-	}
-	h.sessionTTL = durationOr(h.SessionTTL, DefaultSessionTTL)
-	maxBody := h.MaxBody
-	if maxBody == 0 {
-		maxBody = DefaultMaxBody
-	}
-	h.stripOpts = legacy.Options{MaxBody: maxBody, SessionCookie: "session_id"}
-
-	rate := float64(DefaultRateLimit)
-	if h.RateLimit != nil {
-		rate = *h.RateLimit
-	}
-	h.rate = rate
-	h.limiter = newAccountLimiter(rate)
-
 	// Validation comes before the store is joined, so that a bad config
 	// leaves nothing behind; Caddy calls Validate after Provision too.
-	if err := h.Validate(); err != nil {
+	if err := h.resolve(caddy.NewReplacer()); err != nil {
 		return err
 	}
-
-	h.literalAccount = exchange.Account{Name: h.Subdomain,
-		BaseURL: strings.ReplaceAll(h.apiBase, "{subdomain}", h.Subdomain)}
-	// With a literal subdomain and no other placeholder in api_base, every
-	// request has the same account: resolved once, here.
-	h.accountIsLiteral = h.subdomainLiteral && !strings.Contains(h.literalAccount.BaseURL, "{")
 
 	storeOpts, err := h.storeOptions(ctx)
 	if err != nil {
@@ -233,6 +196,47 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("token store is not encrypted at rest; set store { encryption_key {env.VAR} } to encrypt it",
 			zap.String("path", storeOpts.Path))
 	}
+	return nil
+}
+
+// resolve fills the handler's working fields from its configuration: the
+// {env.*} placeholders of the secrets (through repl), the defaults, and what
+// can be worked out once instead of per request; then it validates.
+func (h *Handler) resolve(repl *caddy.Replacer) error {
+	h.clientID = strings.TrimSpace(repl.ReplaceKnown(h.ClientID, ""))
+	h.clientSecret = repl.ReplaceKnown(h.ClientSecret, "")
+	h.redirectURI = repl.ReplaceKnown(h.RedirectURI, "")
+	if h.AccountDomain == "" {
+		h.AccountDomain = DefaultAccountDomain
+	}
+	if h.APIBase == "" {
+		h.APIBase = DefaultAPIBase
+	}
+	h.apiBase = strings.TrimRight(strings.ReplaceAll(h.APIBase, "{account_domain}", h.AccountDomain), "/")
+	h.subdomainLiteral = !strings.Contains(h.Subdomain, "{")
+	h.callbackPath = h.CallbackPath
+	if h.callbackPath == "" {
+		h.callbackPath = pathOf(h.redirectURI)
+	}
+	h.sessionTTL = durationOr(h.SessionTTL, DefaultSessionTTL)
+	maxBody := h.MaxBody
+	if maxBody == 0 {
+		maxBody = DefaultMaxBody
+	}
+	h.stripOpts = legacy.Options{MaxBody: maxBody, SessionCookie: "session_id"}
+	h.rate = float64(DefaultRateLimit)
+	if h.RateLimit != nil {
+		h.rate = *h.RateLimit
+	}
+	h.limiter = newAccountLimiter(h.rate)
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	h.literalAccount = exchange.Account{Name: h.Subdomain,
+		BaseURL: strings.ReplaceAll(h.apiBase, "{subdomain}", h.Subdomain)}
+	// With a literal subdomain and no other placeholder in api_base, every
+	// request has the same account: resolved once, here.
+	h.accountIsLiteral = h.subdomainLiteral && !strings.Contains(h.literalAccount.BaseURL, "{")
 	return nil
 }
 
