@@ -57,32 +57,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("amocrm_auth takes no arguments on its line, only a block; got %q", d.Val())
 	}
+	strs := map[string]*string{
+		"client_id": &h.ClientID, "client_secret": &h.ClientSecret, "redirect_uri": &h.RedirectURI,
+		"subdomain": &h.Subdomain, "account_domain": &h.AccountDomain, "api_base": &h.APIBase,
+		"callback_path": &h.CallbackPath,
+	}
+	durs := map[string]*caddy.Duration{
+		"exchange_timeout": &h.ExchangeTimeout, "refresh_ahead": &h.RefreshAhead,
+		"exchange_interval": &h.ExchangeInterval, "keep_alive": &h.KeepAlive,
+		"session_ttl": &h.SessionTTL, "keeper_interval": &h.KeeperInterval,
+	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		switch opt {
-		case "client_id", "client_secret", "redirect_uri", "subdomain", "account_domain", "api_base", "callback_path":
+		if field, ok := strs[opt]; ok {
 			val, err := oneArg(d, opt)
 			if err != nil {
 				return err
 			}
-			switch opt {
-			case "client_id":
-				h.ClientID = val
-			case "client_secret":
-				h.ClientSecret = val
-			case "redirect_uri":
-				h.RedirectURI = val
-			case "subdomain":
-				h.Subdomain = val
-			case "account_domain":
-				h.AccountDomain = val
-			case "api_base":
-				h.APIBase = val
-			case "callback_path":
-				h.CallbackPath = val
-			}
-
-		case "exchange_timeout", "refresh_ahead", "exchange_interval", "keep_alive", "session_ttl", "keeper_interval":
+			*field = val
+			continue
+		}
+		if field, ok := durs[opt]; ok {
 			val, err := oneArg(d, opt)
 			if err != nil {
 				return err
@@ -91,22 +86,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil || dur <= 0 {
 				return d.Errf("%s: %q is not a positive duration (e.g. 60s, 10m, 30d)", opt, val)
 			}
-			v := caddy.Duration(dur)
-			switch opt {
-			case "exchange_timeout":
-				h.ExchangeTimeout = v
-			case "refresh_ahead":
-				h.RefreshAhead = v
-			case "exchange_interval":
-				h.ExchangeInterval = v
-			case "keep_alive":
-				h.KeepAlive = v
-			case "session_ttl":
-				h.SessionTTL = v
-			case "keeper_interval":
-				h.KeeperInterval = v
-			}
-
+			*field = caddy.Duration(dur)
+			continue
+		}
+		switch opt {
 		case "rate_limit":
 			val, err := oneArg(d, opt)
 			if err != nil {
