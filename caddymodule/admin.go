@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -66,7 +65,7 @@ func openBackends() []*backend {
 		}
 		return true
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].opts.Path < out[j].opts.Path })
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out
 }
 
@@ -85,15 +84,15 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 		list := []TokenInfo{}
 		account := r.URL.Query().Get("account")
 		for _, b := range bs {
-			o, err := b.get()
+			br, err := b.get(r.Context())
 			if err != nil {
-				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.opts.Path, err)
+				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.path, err)
 			}
-			err = o.store.List(r.Context(), func(t *tokenstore.Token) error {
+			err = br.Tokens(r.Context(), func(t *tokenstore.Token) error {
 				if account != "" && t.Account != account {
 					return nil
 				}
-				ti := TokenInfo{Store: b.opts.Path, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
+				ti := TokenInfo{Store: b.path, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
 					IssuedAt: t.IssuedAt, RefreshAge: now.Sub(t.IssuedAt).Round(time.Second).String(),
 					Dead: t.RefreshToken == ""}
 				if !t.LastUsed.IsZero() {
@@ -117,23 +116,23 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 
 	case http.MethodDelete:
 		q := r.URL.Query()
-		account, login := strings.ToLower(q.Get("account")), strings.ToLower(q.Get("login"))
+		account, login := strings.ToLower(q.Get("account")), q.Get("login")
 		if account == "" || login == "" {
 			return apiErr(http.StatusBadRequest, "account and login query parameters are required")
 		}
 		revoked := 0
 		for _, b := range bs {
-			o, err := b.get()
+			br, err := b.get(r.Context())
 			if err != nil {
-				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.opts.Path, err)
+				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.path, err)
 			}
-			if _, err := o.store.Get(r.Context(), account, login); errors.Is(err, tokenstore.ErrNotFound) {
-				continue
-			}
-			if err := o.broker.Revoke(r.Context(), account, login); err != nil {
+			had, err := br.Revoke(r.Context(), account, login)
+			if err != nil {
 				return apiErr(http.StatusInternalServerError, "revoking: %v", err)
 			}
-			revoked++
+			if had {
+				revoked++
+			}
 		}
 		if revoked == 0 {
 			return apiErr(http.StatusNotFound, "no token for account %q, login %q", account, login)
@@ -160,7 +159,7 @@ func (adminAPI) handleMigrations(w http.ResponseWriter, r *http.Request) error {
 		if s := r.URL.Query().Get("store"); s != "" {
 			b = nil
 			for _, x := range bs {
-				if x.opts.Path == s {
+				if x.path == s {
 					b = x
 				}
 			}

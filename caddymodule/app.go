@@ -1,12 +1,11 @@
 package caddymodule
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -19,19 +18,27 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
-// backends holds the open token stores and their brokers, one per store
-// directory, shared by every configuration that uses it: a Caddy reload runs
-// the old and the new configuration at once, and Badger locks its directory.
-var backends = caddy.NewUsagePool()
-
-// App is the amocrm app. It owns the shared state of the amocrm_auth handlers
-// of one configuration: it opens their token stores when Caddy starts the
-// configuration (never during `caddy validate`) and lets the admin API reach
-// them. It needs no configuration of its own; the handlers load it.
+// App is the amocrm app. It owns what the amocrm_auth handlers of one
+// configuration ask of the shared token stores: during Provision the
+// handlers register with it (nothing shared changes then), and when Caddy
+// starts the configuration the app puts its settings in force on every
+// store it uses; when Caddy stops it (replaced, or rejected after a later
+// app failed to start) the previous configuration's settings come back. It
+// needs no configuration of its own; the handlers load it.
 type App struct {
-	mu       *sync.Mutex
-	backends []*backend
-	logger   *zap.Logger
+	mu     *sync.Mutex
+	uses   []*settings // one per store this configuration uses, in order of registration
+	logger *zap.Logger
+}
+
+// settings is what one configuration asks of one store: the broker's
+// configuration, which every handler of the configuration using the store
+// must agree on, and the handlers, which tell where each account's API
+// answers.
+type settings struct {
+	b        *backend
+	cfg      exchange.Config
+	handlers []*Handler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -48,189 +55,163 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start opens the token store of every handler of this configuration, so
-// that the keeper runs even before the first request.
+// Start puts this configuration's settings in force on every store it
+// uses, opening the stores that no running configuration has opened yet.
+// If one fails, those already changed are put back and the configuration
+// is refused.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, b := range a.backends {
-		if _, err := b.open(); err != nil {
+	if err := a.checkOldDefault(); err != nil {
+		return err
+	}
+	for i, s := range a.uses {
+		if err := s.b.activate(a, s); err != nil {
+			for _, done := range a.uses[:i] {
+				done.b.deactivate(a)
+			}
 			return err
 		}
 	}
 	return nil
 }
 
-// Stop does nothing: the stores are closed when the last configuration that
-// uses them is cleaned up.
-func (a *App) Stop() error { return nil }
+// Stop withdraws this configuration's settings: the configuration that
+// replaces it has started already, or, when Caddy refused this one after
+// its Start, the one still running is back in force. The stores are closed
+// when no configuration and no request uses them any more.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.uses {
+		s.b.deactivate(a)
+	}
+	return nil
+}
 
-// join returns the shared backend for the store, with the handler's
-// exchange configuration as its newest.
-func (a *App) join(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account, rate float64, logger *zap.Logger) (*backend, error) {
+// register joins handler h to the shared backend of its store (opts) and
+// records its settings. Handlers of one configuration sharing a store must
+// agree on everything the broker does; the error names the option.
+func (a *App) register(h *Handler, opts tokenstore.Options, oldPath string) (*backend, error) {
 	path, err := filepath.Abs(opts.Path)
 	if err != nil {
-		return nil, fmt.Errorf("store path: %w", err)
+		return nil, fmt.Errorf("amocrm_auth: store path: %w", err)
 	}
 	opts.Path = path
 	val, _, err := backends.LoadOrNew(path, func() (caddy.Destructor, error) {
-		ctx, cancel := context.WithCancel(context.Background())
-		return &backend{opts: opts, logger: logger, ctx: ctx, cancel: cancel}, nil
+		return newBackend(opts, oldPath, h.logger), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	b := val.(*backend)
-	if err := b.configure(opts, cfg, accountFor, rate); err != nil {
+	if err := a.add(b, h, opts); err != nil {
 		_, _ = backends.Delete(path)
 		return nil, err
 	}
-	a.mu.Lock()
-	a.backends = append(a.backends, b)
-	a.mu.Unlock()
 	return b, nil
 }
 
-// leave drops one handler's share of a backend.
-func (a *App) leave(b *backend) error {
-	a.mu.Lock()
-	for i, x := range a.backends {
-		if x == b {
-			a.backends = append(a.backends[:i], a.backends[i+1:]...)
-			break
-		}
+// add records h's use of b.
+func (a *App) add(b *backend, h *Handler, opts tokenstore.Options) error {
+	if string(b.opts.EncryptionKey) != string(opts.EncryptionKey) {
+		return fmt.Errorf("amocrm_auth: store %s: every handler using a store must give the same encryption_key "+
+			"(the store is open with another one; change it with `caddy amocrm rotate-key`)", b.path)
 	}
-	a.mu.Unlock()
-	_, err := backends.Delete(b.opts.Path)
-	return err
-}
-
-// stores lists the distinct backends of this configuration.
-func (a *App) stores() []*backend {
+	cfg, err := h.brokerConfig().Normalized()
+	if err != nil {
+		return fmt.Errorf("amocrm_auth: %w", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	seen := make(map[*backend]bool)
-	var out []*backend
-	for _, b := range a.backends {
-		if !seen[b] {
-			seen[b] = true
-			out = append(out, b)
+	for _, s := range a.uses {
+		if s.b != b {
+			continue
 		}
+		if err := sameIntegration(b.path, s.cfg, cfg); err != nil {
+			return err
+		}
+		s.handlers = append(s.handlers, h)
+		return nil
 	}
-	return out
+	s := &settings{b: b, cfg: cfg, handlers: []*Handler{h}}
+	s.cfg.BaseURL = s.baseURL
+	a.uses = append(a.uses, s)
+	return nil
 }
 
-// backend is one token store and the broker that owns its tokens. It is
-// opened lazily: at the app's Start or on first use.
-type backend struct {
-	mu     sync.Mutex
-	opts   tokenstore.Options
-	cfg    exchange.Config
-	logger *zap.Logger
-
-	store  *tokenstore.Badger
-	broker *exchange.Broker
-	closed bool
-
-	ready atomic.Pointer[opened] // set once open; read lock-free on the hot path
-
-	accountFor func(name string) exchange.Account // from the newest handler configuration
-	rate       float64                            // rate_limit of the newest handler configuration
-	migrations map[string]*migration
-	ctx        context.Context // ends when the backend is destroyed
-	cancel     context.CancelFunc
-}
-
-// opened is what an open backend hands to requests.
-type opened struct {
-	broker *exchange.Broker
-	store  tokenstore.Store
-}
-
-// configure records the newest exchange configuration (the last provisioned
-// configuration wins, as in a reload) after checking that it does not
-// conflict with how the store is used.
-func (b *backend) configure(opts tokenstore.Options, cfg exchange.Config, accountFor func(string) exchange.Account, rate float64) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !bytesEqual(b.opts.EncryptionKey, opts.EncryptionKey) {
-		return fmt.Errorf("store %s: every handler sharing a store must use the same encryption_key", opts.Path)
+// sameIntegration checks that two handlers using one store ask the same of
+// its broker. Secrets are compared, never shown.
+func sameIntegration(path string, have, want exchange.Config) error {
+	if have.ClientID != want.ClientID {
+		return fmt.Errorf("amocrm_auth: store %s is used by two integrations, client_id %q and client_id %q: "+
+			"one store keeps the tokens of one integration; give each its own store path "+
+			"(without a store line each integration gets its own directory)", path, have.ClientID, want.ClientID)
 	}
-	b.cfg = cfg
-	b.accountFor = accountFor
-	b.rate = rate
-	if b.broker != nil {
-		return b.broker.SetConfig(cfg)
+	if have.ClientSecret != want.ClientSecret {
+		return fmt.Errorf("amocrm_auth: handlers using store %s must give the same client_secret", path)
+	}
+	for _, f := range []struct {
+		name string
+		a, b any
+	}{
+		{"redirect_uri", have.RedirectURI, want.RedirectURI},
+		{"exchange_timeout", have.ExchangeTimeout, want.ExchangeTimeout},
+		{"refresh_ahead", have.RefreshAhead, want.RefreshAhead},
+		{"exchange_interval", have.ExchangeInterval, want.ExchangeInterval},
+		{"keep_alive", have.KeepAlive, want.KeepAlive},
+		{"keeper_interval", have.KeeperInterval, want.KeeperInterval},
+		{"session_ttl", have.SessionTTL, want.SessionTTL},
+		{"rate_limit", have.RateLimit, want.RateLimit},
+	} {
+		if f.a != f.b {
+			return fmt.Errorf("amocrm_auth: handlers using store %s must agree on %s (%v and %v): "+
+				"the store's broker and its per-account budget are shared", path, f.name, f.a, f.b)
+		}
 	}
 	return nil
 }
 
-// open opens the store and starts the broker if they are not open yet.
-func (b *backend) open() (*exchange.Broker, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.broker != nil {
-		return b.broker, nil
-	}
-	if b.closed {
-		return nil, errors.New("token store is closed")
-	}
-	s, err := tokenstore.Open(b.opts)
-	if err != nil {
-		if errors.Is(err, tokenstore.ErrLocked) {
-			return nil, fmt.Errorf("token store %s is in use by another process (another Caddy?): %w", b.opts.Path, err)
+// checkOldDefault refuses to guess, when the store of an earlier version
+// sits in the previous default directory, which of several integrations
+// using default directories it belongs to. a.mu is held.
+func (a *App) checkOldDefault() error {
+	var ids []string
+	old := ""
+	for _, s := range a.uses {
+		if s.b.oldPath != "" && tokenstore.HoldsStore(s.b.oldPath) {
+			old = s.b.oldPath
+			ids = append(ids, s.cfg.ClientID)
 		}
-		return nil, fmt.Errorf("opening token store %s: %w", b.opts.Path, err)
 	}
-	br, err := exchange.NewBroker(s, b.cfg)
-	if err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("starting token broker: %w", err)
+	if len(ids) < 2 {
+		return nil
 	}
-	b.store, b.broker = s, br
-	b.ready.Store(&opened{broker: br, store: s})
-	b.logger.Info("token store open", zap.String("path", b.opts.Path), zap.Bool("encrypted", b.opts.EncryptionKey != nil))
-	return br, nil
+	sort.Strings(ids)
+	return fmt.Errorf("amocrm: a token store of an earlier version is in %s, the previous default directory, "+
+		"and %d integrations (client_id %s) now use default directories: set `store badger { path %s }` "+
+		"for the integration whose tokens it holds", old, len(ids), strings.Join(ids, ", "), old)
 }
 
-// get returns the broker and store, opening them on first use.
-func (b *backend) get() (*opened, error) {
-	if o := b.ready.Load(); o != nil {
-		return o, nil
+// baseURL tells the broker where an account's API answers when no request
+// names it (the keeper, bulk exchanges): from the handler whose literal
+// subdomain is the account, else from the first handler's api_base.
+func (s *settings) baseURL(account string) string {
+	for _, h := range s.handlers {
+		if h.accountIsLiteral && h.literalAccount.Name == account {
+			return h.literalAccount.BaseURL
+		}
 	}
-	if _, err := b.open(); err != nil {
-		return nil, err
-	}
-	if o := b.ready.Load(); o != nil {
-		return o, nil
-	}
-	return nil, errors.New("token store is closed")
+	return s.handlers[0].accountByName(account).BaseURL
 }
 
-// Destruct closes the broker and the store; the usage pool calls it when the
-// last configuration using the store is gone.
-func (b *backend) Destruct() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	b.ready.Store(nil)
-	b.cancel()
-	var errs []error
-	if b.broker != nil {
-		errs = append(errs, b.broker.Close())
-	}
-	if b.store != nil {
-		errs = append(errs, b.store.Close())
-	}
-	b.broker, b.store = nil, nil
-	return errors.Join(errs...)
+// account resolves an account outside a request.
+func (s *settings) account(name string) exchange.Account {
+	return exchange.Account{Name: name, BaseURL: s.baseURL(name)}
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // Interface guards
 var (
 	_ caddy.App         = (*App)(nil)
 	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Destructor  = (*backend)(nil)
 )

@@ -16,25 +16,18 @@ import (
 // the answer's account and user blocks from /api/v4/account (cached by the
 // broker) and sets the session cookie. Nothing is forwarded.
 func (h *Handler) serveAuthPHP(w http.ResponseWriter, r *http.Request, found legacy.Found,
-	acct exchange.Account, tok *tokenstore.Token, o *opened) error {
-	info, err := o.broker.AccountInfo(r.Context(), acct, tok)
+	acct exchange.Account, tok *tokenstore.Token, br *exchange.Broker) error {
+	info, err := br.AccountInfo(r.Context(), acct, tok)
 	if err != nil {
-		h.writeBrokerError(w, r, found, acct, found.Login, err)
+		h.writeBrokerError(w, r, found, acct, tok.Login, err)
 		return nil
 	}
-	id, err := legacy.NewSessionID()
+	id, err := br.OpenSession(r.Context(), acct, tok.Login)
 	if err != nil {
-		h.writeError(w, r, found, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503", Text: "temporarily unavailable"}, outcomeFailed)
+		h.writeBrokerError(w, r, found, acct, tok.Login, err)
 		return nil
 	}
 	now := time.Now()
-	sess := tokenstore.Session{Account: acct.Name, Login: found.Login, Expires: now.Add(h.sessionTTL)}
-	if err := o.store.PutSession(r.Context(), id, sess); err != nil {
-		h.logger.Error("storing session failed", zap.String("account", acct.Name), zap.String("login", found.Login),
-			zap.String("error", safeError(err)))
-		h.writeError(w, r, found, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503", Text: "temporarily unavailable"}, outcomeFailed)
-		return nil
-	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.stripOpts.SessionCookie,
 		Value:    id,
@@ -50,6 +43,6 @@ func (h *Handler) serveAuthPHP(w http.ResponseWriter, r *http.Request, found leg
 		legacy.AuthAccount{ID: info.ID, Name: info.Name, Subdomain: info.Subdomain, Language: lang, Timezone: info.Timezone},
 		legacy.AuthUser{ID: info.CurrentUserID, Language: lang}, now)
 	h.metrics.request(outcomeAuthPHP)
-	h.logger.Info("auth.php session opened", zap.String("account", acct.Name), zap.String("login", found.Login))
+	h.logger.Info("auth.php session opened", zap.String("account", acct.Name), zap.String("login", tok.Login))
 	return nil
 }

@@ -36,6 +36,12 @@ const (
 // token for benchLogin and an auth.php session benchSession.
 func benchHandler(tb testing.TB) (*Handler, tokenstore.Store) {
 	tb.Helper()
+	return benchHandlerRate(tb, 0)
+}
+
+// benchHandlerRate is benchHandler with the broker's rate_limit set.
+func benchHandlerRate(tb testing.TB, rate float64) (*Handler, tokenstore.Store) {
+	tb.Helper()
 	store, err := tokenstore.Open(tokenstore.Options{InMemory: true})
 	if err != nil {
 		tb.Fatal(err)
@@ -60,6 +66,7 @@ func benchHandler(tb testing.TB) (*Handler, tokenstore.Store) {
 		RedirectURI: "http://127.0.0.1:1/amocrm/oauth/callback",
 		// The keeper must not run during the benchmark.
 		KeeperInterval: time.Hour,
+		RateLimit:      rate,
 	}
 	br, err := exchange.NewBroker(store, cfg)
 	if err != nil {
@@ -80,8 +87,10 @@ func benchHandler(tb testing.TB) (*Handler, tokenstore.Store) {
 	}
 	h.metrics = newMetrics()
 	h.logger = zap.NewNop()
-	h.backend = &backend{logger: h.logger}
-	h.backend.ready.Store(&opened{broker: br, store: store})
+	h.backend = newBackend(tokenstore.Options{}, "", h.logger)
+	h.backend.broker.Store(br)
+	close(h.backend.ready)
+	h.share = newShare(func() {})
 	return h, store
 }
 

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -147,8 +146,3 @@ func TestCaddyfileValidKeyAccepted(t *testing.T) {
 	}
 }
 
-func TestDurationOr(t *testing.T) {
-	if durationOr(0, time.Minute) != time.Minute || durationOr(caddy.Duration(time.Second), time.Minute) != time.Second {
-		t.Fatal("durationOr")
-	}
-}

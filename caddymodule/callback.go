@@ -21,13 +21,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		legacy.WriteError(w, &legacy.Error{Status: http.StatusMethodNotAllowed, Code: "405", Text: "the callback takes GET"}, time.Now())
 		return nil
 	}
-	o, err := h.backend.get()
-	if err != nil {
-		h.logger.Error("token store unavailable at callback", zap.Error(err))
-		legacy.WriteError(w, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503", Text: "token store unavailable"}, time.Now())
+	if !h.share.enter() {
+		legacy.WriteError(w, reloading(), time.Now())
 		return nil
 	}
-	if err := o.broker.HandleCallback(r.URL.Query()); err != nil {
+	defer h.share.exit()
+	br, err := h.backend.get(r.Context())
+	if err != nil {
+		h.logger.Error("token store unavailable at callback", zap.Error(err))
+		legacy.WriteError(w, storeUnavailable(), time.Now())
+		return nil
+	}
+	if err := br.HandleCallback(r.URL.Query()); err != nil {
 		h.logger.Info("callback refused", zap.String("error", safeError(err)))
 		legacy.WriteError(w, &legacy.Error{Status: http.StatusBadRequest, Code: "400",
 			Text: "unknown, expired or reused state, or not our client_id"}, time.Now())

@@ -36,14 +36,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.writeError(w, r, found, le, outcomeMalformed)
 		return nil
 	}
-	// amoCRM logins are e-mail addresses, matched without regard to case:
-	// one user, one token and one exchange, however the client spells it.
-	found.Login = strings.ToLower(found.Login)
 	if found.Kind == legacy.None && !found.AuthPHP {
 		h.metrics.request(outcomePassed)
 		return next.ServeHTTP(w, r)
 	}
-	if found.Kind == legacy.None {
+	if found.Kind != legacy.Key && found.AuthPHP {
+		// auth.php takes a key; a session alone does not open another one.
 		h.writeError(w, r, found, legacy.ErrBadCredentials(), outcomeRejected)
 		return nil
 	}
@@ -53,52 +51,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.writeError(w, r, found, lerr, outcomeMalformed)
 		return nil
 	}
-	o, err := h.backend.get()
+	if !h.share.enter() {
+		h.writeError(w, r, found, reloading(), outcomeFailed)
+		return nil
+	}
+	defer h.share.exit()
+	br, err := h.backend.get(r.Context())
 	if err != nil {
 		h.logger.Error("token store unavailable", zap.Error(err))
-		h.writeError(w, r, found, &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
-			Text: "token store unavailable", RetryAfter: 5 * time.Second}, outcomeFailed)
+		h.writeError(w, r, found, storeUnavailable(), outcomeFailed)
 		return nil
 	}
 
 	ctx := r.Context()
 	login := found.Login
 	var tok *tokenstore.Token
-	switch found.Kind {
-	case legacy.Key:
-		tok, err = o.broker.Token(ctx, acct, found.Login, found.Key)
-	case legacy.Session:
-		if found.AuthPHP {
-			h.writeError(w, r, found, legacy.ErrBadCredentials(), outcomeRejected)
-			return nil
-		}
-		var sess tokenstore.Session
-		sess, err = o.store.GetSession(ctx, found.SessionID)
-		if err != nil || sess.Account != acct.Name {
-			h.writeError(w, r, found, &legacy.Error{Status: http.StatusUnauthorized, Code: "110",
-				Text: "session expired or unknown; authorize again"}, outcomeRejected)
-			return nil
-		}
-		login = sess.Login
-		tok, err = o.broker.SessionToken(ctx, acct, login)
+	if found.Kind == legacy.Key {
+		tok, err = br.Token(ctx, acct, found.Login, found.Key)
+	} else {
+		login, tok, err = br.SessionToken(ctx, acct, found.SessionID)
 	}
 	if err != nil {
 		h.writeBrokerError(w, r, found, acct, login, err)
 		return nil
 	}
-
 	if found.AuthPHP {
-		return h.serveAuthPHP(w, r, found, acct, tok, o)
+		return h.serveAuthPHP(w, r, found, acct, tok, br)
 	}
-	return h.forward(w, r, next, acct, login, tok, o)
+	return h.forward(w, r, next, acct, tok, br)
 }
 
 // forward sends the request on with the Bearer token, after its turn in the
 // account's rate limit. If amoCRM answers 401, it asks the broker for a
 // fresh token once and replays the request with its body intact.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	acct exchange.Account, login string, tok *tokenstore.Token, o *opened) error {
-	if err := h.takeTurn(w, r, acct); err != nil {
+	acct exchange.Account, tok *tokenstore.Token, br *exchange.Broker) error {
+	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
 	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
@@ -123,7 +111,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 
 	// amoCRM refused our token: re-read the store, refresh once, replay once.
-	fresh, rerr := o.broker.Reauthorize(r.Context(), acct, login, tok.AccessToken)
+	fresh, rerr := br.Reauthorize(r.Context(), acct, tok.Login, tok.AccessToken)
 	if rerr != nil || fresh == nil || fresh.AccessToken == tok.AccessToken {
 		h.metrics.request(outcomeServed)
 		return rec.WriteResponse()
@@ -139,7 +127,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		hdr[k] = v
 	}
 	h.metrics.replay()
-	if err := h.takeTurn(w, r, acct); err != nil {
+	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
 	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
@@ -153,8 +141,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 // takeTurn waits for the account's turn toward amoCRM. When the queue is
 // full it answers 429 and returns an error.
-func (h *Handler) takeTurn(w http.ResponseWriter, r *http.Request, acct exchange.Account) error {
-	waited, retry, err := h.limiter.wait(r.Context(), acct.Name)
+func (h *Handler) takeTurn(w http.ResponseWriter, r *http.Request, br *exchange.Broker, acct exchange.Account) error {
+	waited, retry, err := br.Turn(r.Context(), acct.Name, 0)
 	if waited > 0 {
 		h.metrics.rateWait(waited)
 	}
@@ -163,8 +151,7 @@ func (h *Handler) takeTurn(w http.ResponseWriter, r *http.Request, acct exchange
 	}
 	if retry > 0 {
 		h.metrics.rateReject()
-		h.writeError(w, r, legacy.Found{}, &legacy.Error{Status: http.StatusTooManyRequests, Code: "429",
-			Text: "too many requests for this account; retry later", RetryAfter: retry}, outcomeLimited)
+		h.writeError(w, r, legacy.Found{}, legacy.TooManyRequests(retry), outcomeLimited)
 		return errors.New("rate limited")
 	}
 	return nil
@@ -233,44 +220,18 @@ func (h *Handler) writeBrokerError(w http.ResponseWriter, r *http.Request, found
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	var ee *exchange.Error
-	if !errors.As(err, &ee) {
-		h.logger.Error("getting token failed", zap.String("account", acct.Name), zap.String("login", login),
-			zap.String("error", safeError(err)))
-		h.writeError(w, r, found, &legacy.Error{Status: http.StatusBadGateway, Code: "502", Text: "could not get a token from amoCRM"}, outcomeFailed)
-		return
-	}
-	le, outcome := brokerErrorToLegacy(ee)
+	ans := answerFor(err)
 	lvl := h.logger.Warn
-	if outcome == outcomeRejected {
+	switch ans.outcome {
+	case outcomeRejected:
 		lvl = h.logger.Info
+	case outcomeFailed:
+		lvl = h.logger.Error
 	}
+	le := ans.legacyError(err)
 	lvl("request refused", zap.String("account", acct.Name), zap.String("login", login),
 		zap.Int("status", le.Status), zap.String("error", safeError(err)))
-	h.writeError(w, r, found, le, outcome)
-}
-
-func brokerErrorToLegacy(e *exchange.Error) (*legacy.Error, string) {
-	switch e.Kind {
-	case exchange.KindWrongKey:
-		return legacy.ErrBadCredentials(), outcomeRejected
-	case exchange.KindLimited:
-		ra := e.RetryAfter
-		if ra <= 0 {
-			ra = time.Minute
-		}
-		return &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
-			Text: "amoCRM allows one key exchange per user per 5 minutes; retry later", RetryAfter: ra}, outcomeLimited
-	case exchange.KindTimeout:
-		return &legacy.Error{Status: http.StatusGatewayTimeout, Code: "504",
-			Text: "amoCRM did not deliver the authorization code in time; retry shortly"}, outcomeFailed
-	case exchange.KindUpstream:
-		return &legacy.Error{Status: http.StatusBadGateway, Code: "502",
-			Text: "amoCRM is unreachable or answered nonsense"}, outcomeFailed
-	default:
-		return &legacy.Error{Status: http.StatusServiceUnavailable, Code: "503",
-			Text: "temporarily unavailable", RetryAfter: 5 * time.Second}, outcomeFailed
-	}
+	h.writeError(w, r, found, le, ans.outcome)
 }
 
 // writeError writes a legacy error, in the auth.php format when the request

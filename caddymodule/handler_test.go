@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -77,9 +76,9 @@ func TestReplayAfter401StartsFromCleanHeaders(t *testing.T) {
 }
 
 func TestReplayRefusedByRateLimitAnswersCleanly(t *testing.T) {
-	h, store := benchHandler(t)
-	h.limiter = newAccountLimiter(1)
-	h.limiter.maxWait = time.Millisecond // the replay's turn would wait ~1 s: refused
+	// One request per ten seconds: the replay's turn would wait longer
+	// than the queue's 5 s bound, so it is refused.
+	h, store := benchHandlerRate(t, 0.1)
 	next := &replayNext{store: store}
 	w := httptest.NewRecorder()
 	if err := h.ServeHTTP(w, replayRequest(), caddyhttp.Handler(next)); err != nil {

@@ -27,10 +27,15 @@ const keptMigrations = 50
 const maxMigrationBody = 16 << 20
 
 // migrationWorkers is how many users of one bulk exchange are exchanged at
-// once. amoCRM's limits hold per user (the broker enforces them); users of
-// one account are started at half its rate_limit, because each exchange
-// makes two calls to amoCRM (exchange_api_key, then the code grant).
+// once. amoCRM's limits hold per user (the broker enforces them); each user
+// takes two turns of the account's budget (the one forwarded requests
+// share), because an exchange makes two calls to amoCRM (exchange_api_key,
+// then the code grant).
 const migrationWorkers = 4
+
+// migrationTurnWait is how long a bulk exchange waits for a turn: as long
+// as it takes.
+const migrationTurnWait = 365 * 24 * time.Hour
 
 // MigrationUser is one line of a bulk exchange list.
 type MigrationUser struct {
@@ -128,7 +133,7 @@ func parseMigrationList(r *http.Request) ([]MigrationUser, error) {
 	}
 	for i, u := range users {
 		u.Account = strings.ToLower(strings.TrimSpace(u.Account))
-		u.Login = strings.ToLower(strings.TrimSpace(u.Login))
+		u.Login = exchange.NormalizeLogin(strings.TrimSpace(u.Login))
 		u.APIKey = strings.TrimSpace(u.APIKey)
 		if !subdomainRE.MatchString(u.Account) || u.Login == "" || u.APIKey == "" {
 			return nil, fmt.Errorf("entry %d: account must be an amoCRM subdomain, login and api_key must be set", i+1)
@@ -140,17 +145,13 @@ func parseMigrationList(r *http.Request) ([]MigrationUser, error) {
 
 // startMigration starts a bulk exchange on this backend.
 func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
-	o, err := b.get()
+	br, err := b.get(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	accountFor, rate := b.accountFor, b.rate
-	b.mu.Unlock()
-	pace := newAccountLimiter(rate / 2)
-	pace.maxWait = 365 * 24 * time.Hour // a bulk exchange waits its turn, however long
-	if accountFor == nil {
-		return nil, errors.New("no handler configuration for this store")
+	s := b.current()
+	if s == nil {
+		return nil, errors.New("no running configuration uses this store")
 	}
 	idb := make([]byte, 8)
 	_, _ = rand.Read(idb)
@@ -176,10 +177,10 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 			for i := range jobs {
 				u := &users[i]
 				var res MigrationResult
-				if _, _, err := pace.wait(ctx, u.Account); err != nil {
+				if err := twoTurns(ctx, br, u.Account); err != nil {
 					res = MigrationResult{Account: u.Account, Login: u.Login, Status: "failed", Detail: "stopped"}
 				} else {
-					res = migrateOne(ctx, o.broker, accountFor(u.Account), u)
+					res = migrateOne(ctx, br, s.account(u.Account), u)
 				}
 				u.APIKey = "" // used once, never kept
 				m.mu.Lock()
@@ -208,6 +209,16 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 	return m, nil
 }
 
+// twoTurns waits for two turns of the account's budget toward amoCRM.
+func twoTurns(ctx context.Context, br *exchange.Broker, account string) error {
+	for range 2 {
+		if _, _, err := br.Turn(ctx, account, migrationTurnWait); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func migrateOne(ctx context.Context, br *exchange.Broker, acct exchange.Account, u *MigrationUser) MigrationResult {
 	res := MigrationResult{Account: u.Account, Login: u.Login}
 	_, err := br.Token(ctx, acct, u.Login, u.APIKey)
@@ -215,23 +226,11 @@ func migrateOne(ctx context.Context, br *exchange.Broker, acct exchange.Account,
 		res.Status = "ok"
 		return res
 	}
+	ans := answerFor(err)
+	res.Status, res.Detail = ans.migration, ans.detail
 	var ee *exchange.Error
-	if !errors.As(err, &ee) {
-		res.Status, res.Detail = "failed", "internal error"
-		return res
-	}
-	switch ee.Kind {
-	case exchange.KindWrongKey:
-		res.Status, res.Detail = "wrong_key", "amoCRM rejected the key, or it differs from the stored one"
-	case exchange.KindLimited:
-		res.Status, res.Detail = "limited", "amoCRM allows one exchange per user per 5 minutes"
-		if ee.RetryAfter > 0 {
-			res.RetryAfter = ee.RetryAfter.Round(time.Second).String()
-		}
-	case exchange.KindTimeout:
-		res.Status, res.Detail = "timeout", "no code arrived in time; it may still complete"
-	default:
-		res.Status, res.Detail = "failed", "amoCRM unreachable or answered nonsense"
+	if errors.As(err, &ee) && ee.Kind == exchange.KindLimited && ee.RetryAfter > 0 {
+		res.RetryAfter = ee.RetryAfter.Round(time.Second).String()
 	}
 	return res
 }

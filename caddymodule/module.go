@@ -5,9 +5,12 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -25,17 +28,14 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults of the handler's options.
+// Defaults of the handler's own options. Those of the broker's options
+// (exchange_timeout, refresh_ahead, exchange_interval, keep_alive,
+// keeper_interval, session_ttl) are exchange's Default* constants.
 const (
-	DefaultAccountDomain    = "amocrm.ru"
-	DefaultAPIBase          = "https://{subdomain}.{account_domain}"
-	DefaultExchangeTimeout  = 60 * time.Second
-	DefaultRefreshAhead     = 10 * time.Minute
-	DefaultExchangeInterval = 5 * time.Minute
-	DefaultKeepAlive        = 30 * 24 * time.Hour
-	DefaultSessionTTL       = 15 * time.Minute
-	DefaultRateLimit        = 7
-	DefaultMaxBody          = 10 << 20
+	DefaultAccountDomain = "amocrm.ru"
+	DefaultAPIBase       = "https://{subdomain}.{account_domain}"
+	DefaultRateLimit     = 7
+	DefaultMaxBody       = legacy.DefaultMaxBody
 )
 
 // Handler is the amocrm_auth HTTP handler. It finds amoCRM's legacy credentials
@@ -82,8 +82,10 @@ type Handler struct {
 	// Default: the path of redirect_uri.
 	CallbackPath string `json:"callback_path,omitempty"`
 
-	// Where tokens are kept. Default: a Badger store in Caddy's data
-	// directory (amobridge/), without encryption.
+	// Where tokens are kept. Default: a Badger store of its own for the
+	// integration in Caddy's data directory (amobridge/<client_id>/),
+	// without encryption. A store found in amobridge/ itself (where earlier
+	// versions kept it) is moved there when Caddy starts.
 	Store *StoreConfig `json:"store,omitempty"`
 
 	// How long a request waits for the authorization code of an exchange
@@ -110,8 +112,9 @@ type Handler struct {
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 
 	// Requests per second per account forwarded toward amoCRM; excess
-	// requests wait in a bounded queue, then get 429. 0 turns the limit off.
-	// Default (when absent): 7.
+	// requests wait in a bounded queue, then get 429. The budget belongs to
+	// the store: one per account however many handlers use it, kept across
+	// reloads. 0 turns the limit off. Default (when absent): 7.
 	RateLimit *float64 `json:"rate_limit,omitempty"`
 
 	// The largest request body, in bytes, the module reads to look for
@@ -124,18 +127,18 @@ type Handler struct {
 	callbackPath           string
 	subdomainLiteral       bool
 	apiBase                string // with {account_domain} substituted
-	sessionTTL             time.Duration
 	rate                   float64 // resolved rate_limit
 	stripOpts              legacy.Options
 
 	literalAccount   exchange.Account // the account, when accountIsLiteral
 	accountIsLiteral bool             // neither subdomain nor api_base has a request placeholder
 
-	app     *App
+	// Set by Provision and never changed again: requests of a replaced
+	// configuration may still run after Cleanup.
 	backend *backend
-	limiter *accountLimiter
 	metrics *metrics
 	logger  *zap.Logger
+	share   *share // this handler's hold on backend and metrics
 }
 
 // StoreConfig configures the token store.
@@ -143,9 +146,10 @@ type StoreConfig struct {
 	// The kind of store. Only "badger" exists, and is the default.
 	Type string `json:"type,omitempty"`
 
-	// The Badger directory. Default: amobridge/ in Caddy's data directory.
-	// Two Caddy processes cannot share one directory; one directory belongs
-	// to one integration.
+	// The Badger directory. Default: amobridge/<client_id>/ in Caddy's
+	// data directory. Two Caddy processes cannot share one directory; one
+	// directory belongs to one integration (the store records its
+	// client_id, and refuses another).
 	Path string `json:"path,omitempty"`
 
 	// A 16, 24 or 32-byte AES key, hex or base64, that encrypts the store at
@@ -165,9 +169,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 var subdomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Provision sets the handler up. It resolves {env.*} placeholders in the
-// secrets and joins the store shared through the amocrm app; the store itself
-// is opened when the app starts, so that `caddy validate` never takes the
-// directory lock away from a running Caddy.
+// secrets and registers with the amocrm app, which joins the store shared
+// by every configuration that uses it. Nothing shared changes here: the
+// store is opened, and this configuration's settings put in force, when the
+// app starts, so that `caddy validate` never takes the directory lock away
+// from a running Caddy and a configuration Caddy rejects changes nothing.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	// Validation comes before the store is joined, so that a bad config
@@ -175,26 +181,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.resolve(caddy.NewReplacer()); err != nil {
 		return err
 	}
-
-	storeOpts, err := h.storeOptions(ctx)
+	storeOpts, oldPath, err := h.storeOptions(ctx)
 	if err != nil {
 		return err
 	}
-	if h.metrics, err = loadMetrics(ctx); err != nil {
+	m, err := loadMetrics(ctx)
+	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
+	h.metrics = m
 	appIface, err := ctx.App("amocrm")
 	if err != nil {
+		releaseMetrics()
 		return fmt.Errorf("loading amocrm app: %w", err)
 	}
-	h.app = appIface.(*App)
-	h.backend, err = h.app.join(storeOpts, h.exchangeConfig(), h.accountByName, h.rate, h.logger)
+	b, err := appIface.(*App).register(h, storeOpts, oldPath)
 	if err != nil {
+		releaseMetrics()
 		return err
 	}
+	h.backend = b
+	h.share = newShare(func() {
+		_, _ = backends.Delete(b.path)
+		releaseMetrics()
+	})
 	if storeOpts.EncryptionKey == nil {
 		h.logger.Warn("token store is not encrypted at rest; set store { encryption_key {env.VAR} } to encrypt it",
-			zap.String("path", storeOpts.Path))
+			zap.String("path", b.path))
 	}
 	return nil
 }
@@ -218,17 +231,14 @@ func (h *Handler) resolve(repl *caddy.Replacer) error {
 	if h.callbackPath == "" {
 		h.callbackPath = pathOf(h.redirectURI)
 	}
-	h.sessionTTL = durationOr(h.SessionTTL, DefaultSessionTTL)
-	maxBody := h.MaxBody
-	if maxBody == 0 {
-		maxBody = DefaultMaxBody
+	h.stripOpts = legacy.Options{MaxBody: h.MaxBody, SessionCookie: legacy.DefaultSessionCookie}
+	if h.stripOpts.MaxBody == 0 {
+		h.stripOpts.MaxBody = DefaultMaxBody
 	}
-	h.stripOpts = legacy.Options{MaxBody: maxBody, SessionCookie: "session_id"}
 	h.rate = float64(DefaultRateLimit)
 	if h.RateLimit != nil {
 		h.rate = *h.RateLimit
 	}
-	h.limiter = newAccountLimiter(h.rate)
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -240,65 +250,85 @@ func (h *Handler) resolve(repl *caddy.Replacer) error {
 	return nil
 }
 
-func (h *Handler) storeOptions(ctx caddy.Context) (tokenstore.Options, error) {
+// storeOptions resolves the store's configuration. Without a path the
+// store is the integration's own directory in Caddy's data directory, and
+// oldPath is where earlier versions kept the default store.
+func (h *Handler) storeOptions(ctx caddy.Context) (opts tokenstore.Options, oldPath string, err error) {
 	sc := h.Store
 	if sc == nil {
 		sc = new(StoreConfig)
 	}
 	repl := caddy.NewReplacer()
-	opts := tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, "")}
+	opts = tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, ""), Logger: ctx.Logger().Named("store")}
 	if opts.Path == "" {
-		opts.Path = caddy.AppDataDir() + "/amobridge"
+		oldPath = filepath.Join(caddy.AppDataDir(), "amobridge")
+		opts.Path = filepath.Join(oldPath, storeDirName(h.clientID))
 	}
 	if sc.EncryptionKey != "" {
 		k, err := tokenstore.ParseEncryptionKey(repl.ReplaceKnown(sc.EncryptionKey, ""))
 		if err != nil {
-			return opts, fmt.Errorf("store encryption_key: %w", err)
+			return opts, "", fmt.Errorf("amocrm_auth: store encryption_key: %w", err)
 		}
 		opts.EncryptionKey = k
 	}
-	opts.Logger = ctx.Logger().Named("store")
-	return opts, nil
+	return opts, oldPath, nil
 }
 
-func (h *Handler) exchangeConfig() exchange.Config {
+// storeDirName is the default store directory's name for an integration:
+// its client_id (a UUID), or a hash of it if it is not a safe file name.
+func storeDirName(clientID string) string {
+	safe := clientID != "" && len(clientID) <= 128 && clientID[0] != '.'
+	for _, c := range clientID {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return clientID
+	}
+	sum := sha256.Sum256([]byte(clientID))
+	return "client-" + hex.EncodeToString(sum[:16])
+}
+
+// brokerConfig is the broker configuration this handler asks for; zero
+// durations mean exchange's defaults.
+func (h *Handler) brokerConfig() exchange.Config {
+	var logger *zap.Logger // nil before Provision (caddy adapt validates too)
+	if h.logger != nil {
+		logger = h.logger.Named("exchange")
+	}
 	return exchange.Config{
 		ClientID:         h.clientID,
 		ClientSecret:     h.clientSecret,
 		RedirectURI:      h.redirectURI,
-		ExchangeTimeout:  durationOr(h.ExchangeTimeout, DefaultExchangeTimeout),
-		RefreshAhead:     durationOr(h.RefreshAhead, DefaultRefreshAhead),
-		ExchangeInterval: durationOr(h.ExchangeInterval, DefaultExchangeInterval),
-		KeepAlive:        durationOr(h.KeepAlive, DefaultKeepAlive),
-		KeeperInterval:   durationOr(h.KeeperInterval, exchange.DefaultKeeperInterval),
-		Logger:           h.logger.Named("exchange"),
-		BaseURL:          func(account string) string { return h.accountByName(account).BaseURL },
+		ExchangeTimeout:  time.Duration(h.ExchangeTimeout),
+		RefreshAhead:     time.Duration(h.RefreshAhead),
+		ExchangeInterval: time.Duration(h.ExchangeInterval),
+		KeepAlive:        time.Duration(h.KeepAlive),
+		KeeperInterval:   time.Duration(h.KeeperInterval),
+		SessionTTL:       time.Duration(h.SessionTTL),
+		RateLimit:        h.rate,
+		Logger:           logger,
 		Observe:          h.metrics.observe,
 		Tokens:           h.metrics.tokenCounts,
 	}
 }
 
 // Validate checks the configuration, with placeholders resolved; every
-// message names the option.
+// message names the option. The broker's options are checked by exchange.
 func (h *Handler) Validate() error {
-	if h.ClientID == "" {
-		return errors.New("amocrm_auth: client_id is required")
+	for _, f := range []struct{ name, raw, resolved string }{
+		{"client_id", h.ClientID, h.clientID},
+		{"client_secret", h.ClientSecret, h.clientSecret},
+		{"redirect_uri", h.RedirectURI, h.redirectURI},
+	} {
+		if f.raw != "" && f.resolved == "" {
+			return fmt.Errorf("amocrm_auth: %s is empty after resolving placeholders (is the environment variable set?)", f.name)
+		}
 	}
-	if h.clientID == "" {
-		return errors.New("amocrm_auth: client_id is empty after resolving placeholders (is the environment variable set?)")
-	}
-	if h.ClientSecret == "" {
-		return errors.New("amocrm_auth: client_secret is required")
-	}
-	if h.clientSecret == "" {
-		return errors.New("amocrm_auth: client_secret is empty after resolving placeholders (is the environment variable set?)")
-	}
-	if h.RedirectURI == "" {
-		return errors.New("amocrm_auth: redirect_uri is required")
-	}
-	u, err := url.Parse(h.redirectURI)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("amocrm_auth: redirect_uri must be an absolute http(s) URL without query, exactly as registered in amoCRM; got %q", h.RedirectURI)
+	if _, err := h.brokerConfig().Normalized(); err != nil {
+		return fmt.Errorf("amocrm_auth: %w", err)
 	}
 	if h.Subdomain == "" {
 		return errors.New("amocrm_auth: subdomain is required (a literal such as acme, or a placeholder)")
@@ -320,38 +350,19 @@ func (h *Handler) Validate() error {
 	if h.Store != nil && h.Store.Type != "" && h.Store.Type != "badger" {
 		return fmt.Errorf("amocrm_auth: store %q is unknown (only badger)", h.Store.Type)
 	}
-	for _, d := range []struct {
-		name string
-		v    caddy.Duration
-	}{
-		{"exchange_timeout", h.ExchangeTimeout}, {"refresh_ahead", h.RefreshAhead},
-		{"exchange_interval", h.ExchangeInterval}, {"keep_alive", h.KeepAlive}, {"session_ttl", h.SessionTTL},
-		{"keeper_interval", h.KeeperInterval},
-	} {
-		if d.v < 0 {
-			return fmt.Errorf("amocrm_auth: %s must not be negative", d.name)
-		}
-	}
-	if h.RateLimit != nil && *h.RateLimit < 0 {
-		return errors.New("amocrm_auth: rate_limit must not be negative (0 turns it off)")
-	}
 	if h.MaxBody < 0 {
 		return errors.New("amocrm_auth: max_body must not be negative")
 	}
 	return nil
 }
 
-// Cleanup releases the handler's share of the store and metrics.
+// Cleanup gives up the handler's share of the store and the metrics. The
+// server of a replaced configuration may still be finishing requests that
+// use them: the share is released when the last of those ends, and nothing
+// is set to nil under them. The usage pool closes the store once no
+// configuration and no request holds a share of it.
 func (h *Handler) Cleanup() error {
-	if h.metrics != nil {
-		releaseMetrics()
-		h.metrics = nil
-	}
-	if h.app != nil && h.backend != nil {
-		err := h.app.leave(h.backend)
-		h.backend = nil
-		return err
-	}
+	h.share.close()
 	return nil
 }
 
@@ -372,13 +383,6 @@ func pathOf(uri string) string {
 		return ""
 	}
 	return u.Path
-}
-
-func durationOr(d caddy.Duration, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return time.Duration(d)
 }
 
 // Interface guards

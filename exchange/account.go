@@ -36,9 +36,23 @@ const (
 
 // AccountInfo returns the account's details as seen with token t, cached
 // for 10 minutes per (account, user): current_user_id differs by user.
-// If amoCRM answers 401 the error wraps ErrTokenRejected: Reauthorize and
-// try again.
+// If amoCRM refuses t (401), the user is reauthorized (see Reauthorize) and
+// the call made once more with the new token, as a forwarded request is
+// replayed; if that fails too, the error wraps ErrTokenRejected, or is
+// Reauthorize's (KindWrongKey for a dead pair).
 func (b *Broker) AccountInfo(ctx context.Context, a Account, t *tokenstore.Token) (*AccountInfo, error) {
+	ai, err := b.accountInfo(ctx, a, t)
+	if !errors.Is(err, ErrTokenRejected) {
+		return ai, err
+	}
+	nt, rerr := b.Reauthorize(ctx, a, t.Login, t.AccessToken)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return b.accountInfo(ctx, a, nt)
+}
+
+func (b *Broker) accountInfo(ctx context.Context, a Account, t *tokenstore.Token) (*AccountInfo, error) {
 	const op = "account info"
 	c := b.cfg.Load()
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")

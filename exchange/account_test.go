@@ -2,8 +2,8 @@ package exchange
 
 import (
 	"context"
-	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,8 +57,8 @@ func TestAccountInfoErrors(t *testing.T) {
 	noteSecret(bogus.AccessToken)
 	_, err := e.b.AccountInfo(ctx, e.acct, bogus)
 	noteErr(err)
-	if !errors.Is(err, ErrTokenRejected) || KindOf(err) != KindUpstream {
-		t.Fatalf("401: %v, want ErrTokenRejected", err)
+	if KindOf(err) != KindWrongKey {
+		t.Fatalf("401 for a user without a stored pair: %v, want wrong key (authorize again)", err)
 	}
 	for name, hook := range map[string]func(http.ResponseWriter){
 		"html":  func(w http.ResponseWriter) { w.Write([]byte("<html></html>")) },
@@ -71,6 +71,36 @@ func TestAccountInfoErrors(t *testing.T) {
 		if KindOf(err) != KindUpstream {
 			t.Errorf("%s: %v, want upstream", name, err)
 		}
+	}
+}
+
+// TestAccountInfoReauthorizes: amoCRM refuses the token auth.php was given
+// (revoked on its side): the user is refreshed and the call made again, as
+// a forwarded request is replayed.
+func TestAccountInfoReauthorizes(t *testing.T) {
+	e := newEnv(t, fakeStore, nil)
+	ctx := context.Background()
+	const login = "ivy@example.com"
+	tok := e.mustToken(login, e.user(login))
+	var refused atomic.Int32
+	e.amo.set(func(f *fakeAmo) {
+		f.accountHook = func(w http.ResponseWriter) bool {
+			if refused.Add(1) == 1 {
+				w.WriteHeader(http.StatusUnauthorized)
+				return true
+			}
+			return false
+		}
+	})
+	ai, err := e.b.AccountInfo(ctx, e.acct, tok)
+	if err != nil || ai.ID == 0 {
+		t.Fatalf("AccountInfo after a refused token: %v", err)
+	}
+	if n := e.amo.stat(refreshes); n != 1 {
+		t.Errorf("%d refreshes, want 1 (reauthorized once)", n)
+	}
+	if st := e.stored(login); st == nil || st.AccessToken == tok.AccessToken {
+		t.Error("the refused access token is still the stored one")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"net/http"
 	"strings"
@@ -54,6 +55,7 @@ type Broker struct {
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
 	info infoCache
+	pace *accountLimiter // the per-account budget toward amoCRM
 
 	// Pacing of background work; tests shorten them.
 	keeperPause time.Duration // between two keeper refreshes (amoCRM allows ~7 calls/s)
@@ -84,6 +86,7 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 		keeperPause: 200 * time.Millisecond,
 		retryDelay:  time.Second,
 		backoff:     30 * time.Second,
+		pace:        newAccountLimiter(0),
 	}
 	b.info.init()
 	if err := b.SetConfig(c); err != nil {
@@ -95,17 +98,28 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 	return b, nil
 }
 
-// SetConfig validates c and makes it the broker's configuration: the newest
-// configuration wins (a Caddy reload provisions a new one while the old one
-// still serves). Work already under way finishes with the configuration it
-// started with.
+// SetConfig validates c and makes it the broker's configuration. Work
+// already under way finishes with the configuration it started with; the
+// rate limit changes pace, and every account keeps what it has spent.
 func (b *Broker) SetConfig(c Config) error {
 	nc, err := c.normalize(b.defClient)
 	if err != nil {
-		return err
+		return fmt.Errorf("exchange: config: %w", err)
 	}
 	b.cfg.Store(nc)
+	b.pace.setRate(nc.RateLimit)
 	return nil
+}
+
+// Config returns the configuration in force (defaults filled in).
+func (b *Broker) Config() Config { return *b.cfg.Load() }
+
+// Turn waits for the account's turn to send one request to amoCRM under
+// Config.RateLimit, and returns how long it waited. When the turn is
+// further away than maxWait (0: 5 seconds) it returns at once with
+// retryAfter > 0, taking no turn. It returns ctx's error if ctx ends first.
+func (b *Broker) Turn(ctx context.Context, account string, maxWait time.Duration) (waited, retryAfter time.Duration, err error) {
+	return b.pace.wait(ctx, account, maxWait)
 }
 
 // Close stops the keeper and every flight and waits for background work
@@ -137,20 +151,39 @@ func (b *Broker) track() (done func(), ok bool) {
 }
 
 // Revoke deletes the user's token (admin API). The next request with the
-// user's key exchanges again, within amoCRM's limit.
-func (b *Broker) Revoke(ctx context.Context, account, login string) error {
+// user's key exchanges again, within amoCRM's limit. It reports whether the
+// user had a token.
+func (b *Broker) Revoke(ctx context.Context, account, login string) (bool, error) {
+	login = NormalizeLogin(login)
+	if _, err := b.store.Get(ctx, account, login); errors.Is(err, tokenstore.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, newErr(KindInternal, "revoke", err)
+	}
 	uk := userKey(account, login)
 	mu := b.stripe(uk)
 	mu.Lock()
 	err := b.store.Delete(ctx, account, login)
 	mu.Unlock()
 	if err != nil {
-		return newErr(KindInternal, "revoke", err)
+		return false, newErr(KindInternal, "revoke", err)
 	}
 	b.clearFailure(uk)
 	b.info.drop(uk)
 	b.cfg.Load().Logger.Info("token revoked", userFields(account, login)...)
-	return nil
+	return true, nil
+}
+
+// NormalizeLogin returns the form of a login under which the user's token
+// is kept: amoCRM logins are e-mail addresses, matched without regard to
+// case, so that one user has one token and one exchange however a client
+// spells the login. Every Broker method that takes a login applies it.
+func NormalizeLogin(login string) string { return strings.ToLower(login) }
+
+// Tokens calls fn for every stored token (never to be changed), until fn
+// returns an error, which Tokens then returns.
+func (b *Broker) Tokens(ctx context.Context, fn func(*tokenstore.Token) error) error {
+	return b.store.List(ctx, fn)
 }
 
 // userKey names a user in the broker's maps and flights.

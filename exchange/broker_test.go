@@ -148,14 +148,14 @@ func TestRevoke(t *testing.T) {
 	const login = "gil@example.com"
 	key := e.user(login)
 	e.mustToken(login, key)
-	if err := e.b.Revoke(context.Background(), e.acct.Name, login); err != nil {
-		t.Fatal(err)
+	if had, err := e.b.Revoke(context.Background(), e.acct.Name, "Gil@Example.com"); err != nil || !had {
+		t.Fatalf("Revoke: %v, %v", had, err)
 	}
 	if e.stored(login) != nil {
 		t.Fatal("token still stored")
 	}
-	if err := e.b.Revoke(context.Background(), e.acct.Name, login); err != nil {
-		t.Fatalf("revoking a missing token: %v", err)
+	if had, err := e.b.Revoke(context.Background(), e.acct.Name, login); err != nil || had {
+		t.Fatalf("revoking a missing token: %v, %v", had, err)
 	}
 	e.clock.Advance(6 * time.Minute)
 	e.mustToken(login, key)

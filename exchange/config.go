@@ -19,6 +19,7 @@ const (
 	DefaultKeepAlive        = 30 * 24 * time.Hour
 	DefaultCodeLifetime     = 20 * time.Minute
 	DefaultKeeperInterval   = time.Minute
+	DefaultSessionTTL       = 15 * time.Minute
 )
 
 // Config is the broker's configuration. The zero value of every duration
@@ -33,6 +34,12 @@ type Config struct {
 	KeepAlive        time.Duration // the keeper refreshes pairs older than this; default 30 days
 	CodeLifetime     time.Duration // a pending exchange's state lives this long; default 20m
 	KeeperInterval   time.Duration // how often the keeper runs; default 1m
+	SessionTTL       time.Duration // lifetime of an emulated auth.php session; default 15m
+
+	// RateLimit is how many requests per second per account may go to
+	// amoCRM (see Broker.Turn); 0 means no limit. The pace keeps a guard so
+	// that amoCRM never counts more than RateLimit in any second.
+	RateLimit float64
 
 	// HTTPClient makes the calls to amoCRM. Nil means a client with sane
 	// timeouts (dial 5s, whole request 15s). Redirects are never followed,
@@ -84,21 +91,34 @@ func resultOf(err error) string {
 	}
 }
 
+// Normalized validates c and returns it with the defaults filled in (the
+// configuration a Broker would run with); errors name the option.
+func (c Config) Normalized() (Config, error) {
+	nc, err := c.normalize(nil)
+	if err != nil {
+		return Config{}, err
+	}
+	return *nc, nil
+}
+
 // normalize validates c and returns a copy with defaults filled in.
 // defClient is used when c.HTTPClient is nil.
 func (c Config) normalize(defClient *http.Client) (*Config, error) {
 	if c.ClientID == "" {
-		return nil, errors.New("exchange: config: client_id is required")
+		return nil, errors.New("client_id is required")
 	}
 	if c.ClientSecret == "" {
-		return nil, errors.New("exchange: config: client_secret is required")
+		return nil, errors.New("client_secret is required")
 	}
 	if c.RedirectURI == "" {
-		return nil, errors.New("exchange: config: redirect_uri is required")
+		return nil, errors.New("redirect_uri is required")
 	}
 	u, err := url.Parse(c.RedirectURI)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, errors.New("exchange: config: redirect_uri must be an absolute http(s) URL")
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("redirect_uri must be an absolute http(s) URL without query, exactly as registered in amoCRM; got %q", c.RedirectURI)
+	}
+	if c.RateLimit < 0 {
+		return nil, errors.New("rate_limit must not be negative (0 turns it off)")
 	}
 	for _, d := range []struct {
 		name string
@@ -111,9 +131,10 @@ func (c Config) normalize(defClient *http.Client) (*Config, error) {
 		{"keep_alive", &c.KeepAlive, DefaultKeepAlive},
 		{"code_lifetime", &c.CodeLifetime, DefaultCodeLifetime},
 		{"keeper_interval", &c.KeeperInterval, DefaultKeeperInterval},
+		{"session_ttl", &c.SessionTTL, DefaultSessionTTL},
 	} {
 		if *d.v < 0 {
-			return nil, fmt.Errorf("exchange: config: %s must not be negative", d.name)
+			return nil, fmt.Errorf("%s must not be negative", d.name)
 		}
 		if *d.v == 0 {
 			*d.v = d.def

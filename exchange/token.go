@@ -22,6 +22,7 @@ import (
 //
 // The returned token is shared: treat it as read-only.
 func (b *Broker) Token(ctx context.Context, a Account, login, key string) (*tokenstore.Token, error) {
+	login = NormalizeLogin(login)
 	if login == "" || key == "" {
 		return nil, &Error{Kind: KindWrongKey, Op: "token", Err: errors.New("empty login or key")}
 	}
@@ -113,10 +114,10 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 	return nil, newErr(KindInternal, op, errTooManyTurns)
 }
 
-// SessionToken returns the token of a user whose emulated session already
+// sessionToken returns the token of a user whose emulated session already
 // proved the key: Token without the key check. A user without a usable
 // token gets KindWrongKey (the client must present its key again).
-func (b *Broker) SessionToken(ctx context.Context, a Account, login string) (*tokenstore.Token, error) {
+func (b *Broker) sessionToken(ctx context.Context, a Account, login string) (*tokenstore.Token, error) {
 	c := b.cfg.Load()
 	t, err := b.store.Get(ctx, a.Name, login)
 	if err == nil {
@@ -172,6 +173,7 @@ func (b *Broker) sessionSlow(ctx context.Context, c *Config, a Account, login st
 // a following Token call with the user's key exchanges again.
 func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAccess string) (*tokenstore.Token, error) {
 	const op = "reauthorize"
+	login = NormalizeLogin(login)
 	c := b.cfg.Load()
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if a.BaseURL == "" {

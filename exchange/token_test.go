@@ -121,7 +121,7 @@ func TestSecondExchangeWithinIntervalIsLimited(t *testing.T) {
 	const login = "bob@example.com"
 	key := e.user(login)
 	e.mustToken(login, key)
-	if err := e.b.Revoke(context.Background(), e.acct.Name, login); err != nil {
+	if _, err := e.b.Revoke(context.Background(), e.acct.Name, login); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(2 * time.Minute)
@@ -376,18 +376,25 @@ func TestSessionToken(t *testing.T) {
 	e := newEnv(t, badgerStore, nil)
 	const login = "jon@example.com"
 	ctx := context.Background()
-	_, err := e.b.SessionToken(ctx, e.acct, login)
+	_, _, err := e.b.SessionToken(ctx, e.acct, "no-such-session")
 	noteErr(err)
 	wantKind(t, err, KindWrongKey)
 	key := e.user(login)
 	tok := e.mustToken(login, key)
-	got, err := e.b.SessionToken(ctx, e.acct, login)
-	if err != nil || got.AccessToken != tok.AccessToken {
-		t.Fatalf("SessionToken: %v", err)
+	id, err := e.b.OpenSession(ctx, e.acct, "Jon@Example.com")
+	if err != nil || len(id) < 43 {
+		t.Fatalf("OpenSession: %q, %v", id, err)
 	}
+	who, got, err := e.b.SessionToken(ctx, e.acct, id)
+	if err != nil || got.AccessToken != tok.AccessToken || who != login {
+		t.Fatalf("SessionToken: %q, %v", who, err)
+	}
+	// Another account's session is no session here.
+	_, _, err = e.b.SessionToken(ctx, Account{Name: "other", BaseURL: e.acct.BaseURL}, id)
+	wantKind(t, err, KindWrongKey)
 	// Near expiry: refreshed.
 	e.clock.Advance(24*time.Hour - 5*time.Minute)
-	got, err = e.b.SessionToken(ctx, e.acct, login)
+	_, got, err = e.b.SessionToken(ctx, e.acct, id)
 	if err != nil || got.AccessToken == tok.AccessToken {
 		t.Fatalf("SessionToken near expiry: %v (refreshed: %v)", err, err == nil && got.AccessToken != tok.AccessToken)
 	}
@@ -397,7 +404,7 @@ func TestSessionToken(t *testing.T) {
 	// Dead pair, access expired: the session's user must present the key.
 	e.amo.kill(login)
 	e.clock.Advance(25 * time.Hour)
-	_, err = e.b.SessionToken(ctx, e.acct, login)
+	_, _, err = e.b.SessionToken(ctx, e.acct, id)
 	noteErr(err)
 	wantKind(t, err, KindWrongKey)
 	if e.amo.stat(exchanges) != 1 {

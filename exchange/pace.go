@@ -1,4 +1,4 @@
-package caddymodule
+package exchange
 
 import (
 	"context"
@@ -25,11 +25,13 @@ const maxQueueWait = 5 * time.Second
 const maxIdleLimiters = 10000
 
 // accountLimiter paces requests toward amoCRM per account. Requests beyond the
-// rate wait their turn in a queue bounded by maxWait.
+// rate wait their turn in a queue bounded by maxWait. It lives as long as the
+// broker that owns it, so an account's budget is one however many handlers
+// use the store, and it is kept across configuration reloads.
 type accountLimiter struct {
-	limit   rate.Limit // 0: no limit
 	maxWait time.Duration
 	mu      sync.Mutex
+	limit   rate.Limit // 0: no limit; guarded by mu, read through current
 	per     map[string]*rate.Limiter
 }
 
@@ -37,6 +39,22 @@ func newAccountLimiter(perSecond float64) *accountLimiter {
 	return &accountLimiter{limit: guardedRate(perSecond), maxWait: maxQueueWait,
 		per: make(map[string]*rate.Limiter)}
 }
+
+// setRate changes the pace of every account, keeping what each has spent.
+func (l *accountLimiter) setRate(perSecond float64) {
+	lim := guardedRate(perSecond)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lim == l.limit {
+		return
+	}
+	l.limit = lim
+	now := time.Now()
+	for _, x := range l.per {
+		x.SetLimitAt(now, lim)
+	}
+}
+
 
 // guardedRate returns the pace that keeps a little under perSecond in every
 // one-second window; 0 means no limit.
@@ -48,10 +66,14 @@ func guardedRate(perSecond float64) rate.Limit {
 	return rate.Limit(n / (n/perSecond + rateGuard.Seconds()))
 }
 
-// limiterFor returns the account's limiter, creating it if needed.
+// limiterFor returns the account's limiter, creating it if needed; nil when
+// there is no limit.
 func (l *accountLimiter) limiterFor(account string, now time.Time) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.limit <= 0 {
+		return nil
+	}
 	lim := l.per[account]
 	if lim == nil {
 		if len(l.per) >= maxIdleLimiters {
@@ -68,21 +90,28 @@ func (l *accountLimiter) limiterFor(account string, now time.Time) *rate.Limiter
 }
 
 // wait blocks until the account may send one more request and returns how
-// long it waited. When the queue is full it returns at once with retryAfter
-// > 0: how long to come back after. It returns ctx's error if ctx ends first.
-func (l *accountLimiter) wait(ctx context.Context, account string) (waited time.Duration, retryAfter time.Duration, err error) {
-	if l == nil || l.limit <= 0 {
+// long it waited. When the turn is further away than maxWait (0: the
+// limiter's own bound) it returns at once with retryAfter > 0: how long to
+// come back after. It returns ctx's error if ctx ends first.
+func (l *accountLimiter) wait(ctx context.Context, account string, maxWait time.Duration) (waited time.Duration, retryAfter time.Duration, err error) {
+	if l == nil {
 		return 0, 0, nil
+	}
+	if maxWait <= 0 {
+		maxWait = l.maxWait
 	}
 	now := time.Now()
 	lim := l.limiterFor(account, now)
+	if lim == nil {
+		return 0, 0, nil
+	}
 	// Refuse before reserving: a reservation is never given back, because
 	// x/time/rate's cancellation hands its slot to later callers and so
 	// packs requests closer than the pace. (A refused request costs no slot.)
 	if tokens := lim.TokensAt(now); tokens < 1 {
-		delay := time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
-		if delay > l.maxWait {
-			return 0, delay - l.maxWait + time.Second, nil
+		delay := time.Duration((1 - tokens) / float64(lim.Limit()) * float64(time.Second))
+		if delay > maxWait {
+			return 0, delay - maxWait + time.Second, nil
 		}
 	}
 	res := lim.ReserveN(now, 1)

@@ -1,4 +1,4 @@
-package caddymodule
+package exchange
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 func TestLimiterOffWhenZero(t *testing.T) {
 	l := newAccountLimiter(0)
 	for i := 0; i < 1000; i++ {
-		if w, ra, err := l.wait(context.Background(), "acme"); w != 0 || ra != 0 || err != nil {
+		if w, ra, err := l.wait(context.Background(), "acme", 0); w != 0 || ra != 0 || err != nil {
 			t.Fatalf("rate_limit 0 must not limit: %v %v %v", w, ra, err)
 		}
 	}
@@ -20,16 +20,16 @@ func TestLimiterQueueIsBounded(t *testing.T) {
 	l := newAccountLimiter(1) // about one request per second
 	l.maxWait = 50 * time.Millisecond
 	ctx := context.Background()
-	if _, ra, err := l.wait(ctx, "acme"); ra != 0 || err != nil {
+	if _, ra, err := l.wait(ctx, "acme", 0); ra != 0 || err != nil {
 		t.Fatalf("first request must pass: %v %v", ra, err)
 	}
 	// The next one would wait about a second: more than maxWait.
-	_, ra, err := l.wait(ctx, "acme")
+	_, ra, err := l.wait(ctx, "acme", 0)
 	if err != nil || ra <= 0 {
 		t.Fatalf("a request past the queue bound must be refused with a retry time, got %v %v", ra, err)
 	}
 	// Another account is not affected.
-	if _, ra, err := l.wait(ctx, "other"); ra != 0 || err != nil {
+	if _, ra, err := l.wait(ctx, "other", 0); ra != 0 || err != nil {
 		t.Fatalf("another account must pass: %v %v", ra, err)
 	}
 }
@@ -37,11 +37,11 @@ func TestLimiterQueueIsBounded(t *testing.T) {
 func TestLimiterWaitEndsWithContext(t *testing.T) {
 	l := newAccountLimiter(1)
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, _, err := l.wait(ctx, "acme"); err != nil {
+	if _, _, err := l.wait(ctx, "acme", 0); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
-	if _, _, err := l.wait(ctx, "acme"); err == nil {
+	if _, _, err := l.wait(ctx, "acme", 0); err == nil {
 		t.Fatal("a waiting request whose client left must end with the context's error")
 	}
 }
