@@ -145,4 +145,3 @@ func TestCaddyfileValidKeyAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

@@ -126,7 +126,7 @@ type Handler struct {
 	redirectURI            string
 	callbackPath           string
 	subdomainLiteral       bool
-	apiBase                string // with {account_domain} substituted
+	apiBase                string  // with {account_domain} substituted
 	rate                   float64 // resolved rate_limit
 	stripOpts              legacy.Options
 

@@ -55,7 +55,6 @@ func (l *accountLimiter) setRate(perSecond float64) {
 	}
 }
 
-
 // guardedRate returns the pace that keeps a little under perSecond in every
 // one-second window; 0 means no limit.
 func guardedRate(perSecond float64) rate.Limit {
