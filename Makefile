@@ -2,7 +2,7 @@
 #
 #   make build   build bin/caddy with the module (scripts/build.sh reads xcaddy.toml)
 #   make test    every test: unit tests (-race), integration tests, a fuzz and a benchmark smoke run
-#   make lint    gofmt must list nothing; go vet ./...
+#   make lint    gofmt must list nothing; go.mod and go.sum tidy; go vet ./...
 #   make demo    build, then run Caddy + a fake amoCRM and send a legacy request through
 #   make bench   the benchmarks, briefly
 #   make clean   remove build and test output (distclean also removes .tools/)
@@ -25,7 +25,7 @@ INTEGRATION_TIMEOUT ?= 20m
 # A shell snippet, so that a failing `go list` fails the target.
 LIST_UNIT_PKGS = pkgs="$$($(GO) list ./...)" || exit 1; pkgs="$$(echo "$$pkgs" | grep -v '/integration_test$$')"
 
-.PHONY: all build test test-unit test-integration fuzz-smoke bench-smoke lint fmt vet demo bench clean distclean
+.PHONY: all build test test-unit test-integration fuzz-smoke bench-smoke lint fmt tidy vet demo bench clean distclean
 
 all: lint test
 
@@ -54,12 +54,19 @@ fuzz-smoke:
 		done; \
 	done
 
-lint: fmt vet
+lint: fmt tidy vet
 
 fmt:
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.tools/*' -not -path '*/node_modules/*'))"; \
 	if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi; \
 	echo "gofmt: ok"
+
+# go.mod and go.sum must be what `go mod tidy` makes of them: every direct
+# requirement in the first block, none marked // indirect, nothing unused.
+tidy:
+	@if ! out="$$($(GO) mod tidy -diff 2>&1)"; then \
+		echo "go.mod/go.sum are not tidy (run go mod tidy):"; echo "$$out"; exit 1; fi; \
+	echo "go mod tidy: ok"
 
 vet:
 	$(GO) vet ./...
