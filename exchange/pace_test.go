@@ -74,3 +74,21 @@ func TestGuardedRateStaysUnderTheLimit(t *testing.T) {
 		t.Error("rate 0 must mean no limit")
 	}
 }
+
+// TestLimiterSetRateKeepsSpentTurns: a new rate (a reload) applies to the
+// accounts' limiters as they are: a turn just spent is not given back.
+func TestLimiterSetRateKeepsSpentTurns(t *testing.T) {
+	l := newAccountLimiter(0.1) // one request per ~10 s
+	ctx := context.Background()
+	if _, ra, err := l.wait(ctx, "acme", 0); ra != 0 || err != nil {
+		t.Fatalf("first request: %v %v", ra, err)
+	}
+	l.setRate(0.2) // the same burst of one, a little faster: still ~5 s away
+	if _, ra, err := l.wait(ctx, "acme", time.Second); ra == 0 || err != nil {
+		t.Fatalf("after setRate the spent turn came back: retry after %v, %v", ra, err)
+	}
+	l.setRate(0)
+	if _, ra, err := l.wait(ctx, "acme", 0); ra != 0 || err != nil {
+		t.Fatalf("rate 0 must not limit: %v %v", ra, err)
+	}
+}

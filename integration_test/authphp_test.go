@@ -475,3 +475,34 @@ func TestAuthPHPSessionSurvivesRestart(t *testing.T) {
 	e.AssertNoViolations()
 	assertNoSecretsAnywhere(e)
 }
+
+// TestAuthPHPReauthorizesRefusedToken: amoCRM refuses the stored access
+// token (revoked on its side before its expiry): auth.php refreshes the
+// pair and answers, as a forwarded request is replayed, instead of saying
+// that amoCRM is unreachable.
+func TestAuthPHPReauthorizesRefusedToken(t *testing.T) {
+	needCaddy(t)
+	e := NewEnv(t, EnvOptions{Site: func(s *SiteConfig) { s.Extra = "rate_limit 0" }})
+	want := wantAuth(t, e, testAccount, testLogin)
+	if resp := e.Get("/api/v2/account?" + e.LegacyQuery("")); resp.Status != 200 {
+		t.Fatalf("first request: status %d; body %.300s", resp.Status, resp.Body)
+	}
+	if err := e.Fake.ExpireAccess(testAccount, testLogin); err != nil {
+		t.Fatal(err)
+	}
+	before := e.Fake.Stats()
+	l := authPHPLogins(e)[0]
+	resp := authPHPDo(e, l, nil)
+	got := parseAuthOK(t, resp, l.json)
+	got.serverTime = 0
+	if got != want {
+		t.Errorf("auth.php answered %+v; want %+v\n%s", got, want, resp.Body)
+	}
+	sessionCookie(t, resp)
+	after := e.Fake.Stats()
+	if after.Refreshes-before.Refreshes != 1 || after.Exchanges != before.Exchanges {
+		t.Errorf("refreshes %d→%d, exchanges %d→%d: want one refresh and no exchange",
+			before.Refreshes, after.Refreshes, before.Exchanges, after.Exchanges)
+	}
+	e.AssertNoViolations()
+}
