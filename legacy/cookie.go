@@ -18,6 +18,13 @@ type sessionIDs struct {
 	err *Error
 }
 
+// fail records e, unless an error is already recorded.
+func (s *sessionIDs) fail(e *Error) {
+	if s.err == nil {
+		s.err = e
+	}
+}
+
 func (s *sessionIDs) add(v string) {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
@@ -44,14 +51,24 @@ func (s *sessionIDs) add(v string) {
 
 // stripCookies removes the session cookie called name from every Cookie
 // line of h. It returns the new lines (changed false: leave h as it is) and
-// the cookie's value. A cookie item is split at ';' and at ',' (old clients
-// re-send raw Set-Cookie lines joined by commas); the session cookie goes
-// with the Set-Cookie attributes that follow it. Every other byte stays.
+// the cookie's value. A cookie is the session cookie when PHP reads its
+// name as name (main/php_variables.c: leading white space skipped, then
+// mangled as a query name, so "session.id", "session id" and "session[id"
+// are all session_id; names are not percent-decoded and keep their case);
+// "session_id[]" is an array, which is refused. A cookie item is split at
+// ';', as PHP splits, and also at ',' (old clients re-send raw Set-Cookie
+// lines joined by commas, and PHP's built-in server joins several Cookie
+// lines with ", ": the session id must not reach amoCRM even inside
+// another cookie's value); the session cookie goes with the Set-Cookie
+// attributes that follow it. Every other byte stays.
 func stripCookies(h http.Header, name string) (lines []string, changed bool, id string, err *Error) {
 	vals := h["Cookie"]
+	if name, _ = phpVarName(name); name == "" {
+		return nil, false, "", nil
+	}
 	hit := false
 	for _, v := range vals {
-		if strings.Contains(v, name) {
+		if containsMangled(v, name) {
 			hit = true
 			break
 		}
@@ -63,16 +80,20 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 	var itemBuf [8]cookieItem
 	lines = make([]string, 0, len(vals))
 	for _, v := range vals {
-		if !strings.Contains(v, name) {
+		if !containsMangled(v, name) {
 			lines = append(lines, v)
 			continue
 		}
 		items := splitCookieLine(v, itemBuf[:0])
 		drops := 0
 		for k := 0; k < len(items); k++ {
-			n, val, _ := strings.Cut(trimOWS(v[items[k].a:items[k].b]), "=")
-			if trimOWS(n) != name {
+			n, val, _ := strings.Cut(v[items[k].a:items[k].b], "=")
+			pn, array := phpVarName(trimSpaceLeft(trimOWS(n)))
+			if pn != name {
 				continue
+			}
+			if array {
+				ids.fail(Malformed("the session cookie is given as an array"))
 			}
 			ids.add(trimOWS(val))
 			items[k].drop = true
@@ -95,6 +116,31 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 		return nil, false, "", ids.err
 	}
 	return lines, changed, ids.id, nil
+}
+
+// containsMangled reports whether v may hold a cookie name that PHP reads
+// as name (a mangled name): name's bytes in order, each '_' of it matched
+// by '_', '.', ' ' or '['. A cheap filter before a line is split.
+func containsMangled(v, name string) bool {
+	if strings.Contains(v, name) {
+		return true
+	}
+	if strings.IndexByte(name, '_') < 0 {
+		return false
+	}
+	for i := 0; i+len(name) <= len(v); i++ {
+		k := 0
+		for ; k < len(name); k++ {
+			c := v[i+k]
+			if c != name[k] && (name[k] != '_' || c != '.' && c != ' ' && c != '[') {
+				break
+			}
+		}
+		if k == len(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitCookieLine splits v into items at ';' and ','. A comma inside an

@@ -155,7 +155,11 @@ func oracleCookies(line string) []oracleCookieItem {
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
-		out = append(out, oracleCookieItem{name: strings.Trim(n, " \t\r\n"), value: v})
+		// PHP skips leading white space (isspace) and mangles the name as a
+		// query name's; the trailing white space is trimmed too, which is
+		// stricter than PHP ("session_id =" is session_id_ there).
+		name, _ := oraclePHPName(strings.TrimLeft(strings.Trim(n, " \t\r\n"), " \t\r\n\v\f"))
+		out = append(out, oracleCookieItem{name: name, value: v})
 	}
 	return out
 }

@@ -1,5 +1,7 @@
 package legacy
 
+import "strings"
+
 // param is a parameter the package cares about.
 type param uint8
 
@@ -258,4 +260,45 @@ func checkValue(p param, v string) *Error {
 		}
 	}
 	return nil
+}
+
+// phpVarName is the name PHP registers the (already decoded) variable name
+// raw under, as classifyName reads it but for any name: cut at a NUL byte,
+// leading spaces skipped, ' ' and '.' turned into '_' up to the first '[';
+// a '[' with a ']' after it makes an array under the name before it
+// (array true), an unmatched one becomes '_' as do ' ', '.' and '[' after
+// it. An empty name is "" (PHP drops it). A name PHP keeps as it is is
+// returned without a copy.
+func phpVarName(raw string) (name string, array bool) {
+	if i := strings.IndexByte(raw, 0); i >= 0 {
+		raw = raw[:i]
+	}
+	for raw != "" && raw[0] == ' ' {
+		raw = raw[1:]
+	}
+	i := strings.IndexAny(raw, " .[")
+	if i < 0 {
+		return raw, false
+	}
+	b := []byte(raw)
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '.':
+			b[i] = '_'
+		case '[':
+			if i == 0 {
+				return "", false
+			}
+			if strings.IndexByte(raw[i+1:], ']') >= 0 {
+				return string(b[:i]), true
+			}
+			for k := i; k < len(b); k++ {
+				if c := b[k]; c == ' ' || c == '.' || c == '[' {
+					b[k] = '_'
+				}
+			}
+			return string(b), false
+		}
+	}
+	return string(b), false
 }
