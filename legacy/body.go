@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -22,28 +25,35 @@ const (
 	bodySniff                         // any other media type: read only if it starts as a JSON object
 )
 
-// maxSniff is the most leading whitespace peekJSON looks through for the
+// maxSniff is the most leading whitespace readIn looks through for the
 // '{' of a JSON object in a body of another media type.
 const maxSniff = 512
 
 // wantBody tells whether r's body may hold credentials, and how to read it.
 // Bodies of other media types are only peeked at (bodySniff): see
-// peekJSON.
+// readIn. The media type and the multipart boundary are read as PHP reads
+// them (see mediaType and multipartBoundary).
 func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
 	}
 	if r.Method == "" || r.Method == http.MethodGet || r.Method == http.MethodHead {
-		if r.ContentLength <= 0 && !chunked(r) {
+		// An HTTP/1.1 GET without Content-Length or Transfer-Encoding has
+		// NoBody; over HTTP/2 a body without content-length has
+		// ContentLength -1 and is read like any other.
+		if r.ContentLength == 0 && !chunked(r) {
 			return 0, false
 		}
 	}
-	ct := r.Header.Get("Content-Type")
+	ct := contentType(r.Header)
 	mt := mediaType(ct)
 	switch {
-	case multipartBoundary(ct) != "":
-		// PHP reads a multipart body into $_POST; php://input is empty.
-		return bodyMultipart, true
+	case strings.EqualFold(mt, "multipart/form-data"):
+		if _, ok := multipartBoundary(ct); ok {
+			// PHP reads a multipart body into $_POST; php://input is empty.
+			return bodyMultipart, true
+		}
+		// No boundary PHP can use: PHP reads no field from it.
 	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
 		return bodyForm, true
 	case isJSONType(mt):
@@ -54,33 +64,19 @@ func wantBody(r *http.Request, authPHP bool) (bodyKind, bool) {
 	return bodySniff, true
 }
 
-// peekJSON reads the start of r's body, up to its first byte that is not
-// JSON whitespace (at most maxSniff bytes), and tells whether that byte is
-// '{'. amoCRM reads a JSON body whatever its Content-Type says (clients
-// misspell it), so such a body is read as JSON. The bytes peeked at are put
-// back in front of the rest (r.Body closes the original), so a body that is
-// not read further streams on byte for byte. A read error ends the peek: it
-// comes again to whoever reads the rest.
-func peekJSON(r *http.Request) bool {
-	buf := make([]byte, 0, maxSniff)
-	json := false
-	for len(buf) < cap(buf) {
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
-		i := skipWS(bytesString(buf[len(buf):len(buf)+n]), 0)
-		buf = buf[:len(buf)+n]
-		if i < n {
-			json = buf[len(buf)-n+i] == '{'
-			break
-		}
-		if err != nil {
-			break
-		}
+// contentType is r's Content-Type as PHP's built-in server hands it to
+// PHP: several header lines joined with ", " (PHP then cuts the media type
+// at the first ',', so the first line's media type counts, but it looks for
+// the multipart boundary in all of them).
+func contentType(h http.Header) string {
+	vs := h["Content-Type"]
+	switch len(vs) {
+	case 0:
+		return ""
+	case 1:
+		return vs[0]
 	}
-	if len(buf) > 0 {
-		orig := r.Body
-		r.Body = &partBody{Reader: io.MultiReader(bytes.NewReader(buf), orig), orig: orig}
-	}
-	return json
+	return strings.Join(vs, ", ")
 }
 
 func chunked(r *http.Request) bool {
@@ -92,9 +88,15 @@ func chunked(r *http.Request) bool {
 	return false
 }
 
-// mediaType is the media type of a Content-Type value, without parameters.
+// mediaType is the media type of a Content-Type value as PHP reads it
+// (main/SAPI.c, sapi_read_post_data): everything before the first ';', ','
+// or space, compared by the caller without regard to case. So
+// "application/x-www-form-urlencoded,text/plain" and
+// "application/x-www-form-urlencoded text/plain" are forms. Tabs and other
+// white space around it are trimmed (Go's server trims them from a header
+// value before PHP, behind the proxy, would see it).
 func mediaType(ct string) string {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
+	if i := strings.IndexAny(ct, ";, "); i >= 0 {
 		ct = ct[:i]
 	}
 	return trimOWS(ct)
@@ -112,44 +114,182 @@ func isJSONType(mt string) bool {
 	return false
 }
 
-// readBody reads all of r.Body, at most max bytes. With partial, a longer
-// body is no error: its first bytes (more than max) are returned with whole
-// false, and r.Body reads on after them. On an error r.Body is given back
-// whole: a reader of the bytes read followed by the rest.
-func readBody(r *http.Request, max int64, partial bool) (buf []byte, whole bool, e *Error) {
-	if r.ContentLength > max && !partial {
-		return nil, false, TooLarge()
+// bodyRead is what reading (the start of) a body gave.
+type bodyRead struct {
+	buf  []byte // the bytes read
+	eof  bool   // buf is the whole body
+	err  error  // a read error other than io.EOF, if any
+	json bool   // a sniffed body starts as a JSON object (only with sniff)
+}
+
+// initialBuf is the most a body buffer holds before a byte arrives: it
+// grows with the bytes received, never with the declared Content-Length.
+const initialBuf = 4 << 10
+
+// readIn reads src, a request body, into a buffer that grows with the
+// bytes received (at most doubling what has arrived), until EOF, a read
+// error, or more than most bytes. hint is the declared length (-1 when
+// unknown): the buffer never outgrows it + 1 while the body keeps to it.
+// With sniff it first reads only up to the first byte that is not JSON
+// white space (within maxSniff bytes) and goes on only if that byte is '{'
+// (json): amoCRM reads a JSON body whatever its Content-Type says. stop,
+// when set, ends the reading once a Read returns.
+func readIn(src io.Reader, most, hint int64, sniff bool, stop *atomic.Bool) (res bodyRead) {
+	size := int64(initialBuf)
+	if hint >= 0 {
+		size = min(size, hint+1)
 	}
-	size := int64(512)
-	if r.ContentLength > 0 {
-		size = r.ContentLength + 1 // room to see EOF without growing
+	buf := make([]byte, 0, min(size, most+1))
+	limit := most + 1 // one byte past most tells that the body is longer
+	if sniff {
+		limit = min(limit, maxSniff)
 	}
-	size = min(size, max+1)
-	buf = make([]byte, 0, size)
-	var rerr error
-	for int64(len(buf)) <= max {
+	ws := 0 // leading white space already looked through (sniff)
+	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			c := min(max(2*int64(cap(buf)), initialBuf), limit)
+			if hint >= int64(len(buf)) {
+				c = min(c, hint+1)
+			}
+			nb := make([]byte, len(buf), c)
+			copy(nb, buf)
+			buf = nb
 		}
-		n, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), max+1)])
+		n, err := src.Read(buf[len(buf):min(int64(cap(buf)), limit)])
 		buf = buf[:len(buf)+n]
+		if sniff {
+			if i := skipWS(bytesString(buf), ws); i < len(buf) {
+				sniff = false
+				switch res.json = buf[i] == '{'; {
+				case !res.json, hint > most:
+					limit = 0 // not JSON, or JSON declared too large: stop here
+				default:
+					limit = most + 1
+				}
+			} else {
+				ws = len(buf)
+			}
+		}
 		if err == io.EOF {
-			return buf, true, nil
+			res.eof = true
+			break
 		}
 		if err != nil {
-			rerr = err
+			res.err = err
+			break
+		}
+		if stop != nil && stop.Load() {
 			break
 		}
 	}
-	if rerr == nil && partial {
-		return buf, false, nil
+	res.buf = buf
+	return res
+}
+
+// DefaultReadTimeout is the longest Strip waits for a body it reads when
+// Options.ReadTimeout is 0.
+const DefaultReadTimeout = 30 * time.Second
+
+// Timeout is a 408 for a body that did not arrive within
+// Options.ReadTimeout: legacy code "408", so a legacy client sees an HTTP
+// status it knows and may retry.
+func Timeout() *Error {
+	return &Error{Status: http.StatusRequestTimeout, Code: "408", Text: "the request body did not arrive in time"}
+}
+
+// readTimed runs readIn on r's body within o's read timeout. With
+// o.SetReadDeadline the connection's read deadline enforces it (a Read past
+// it fails), and is cleared afterwards unless it passed; without it (or when it fails) the
+// body is read in a goroutine that Strip stops waiting for at the timeout:
+// timedOut is then true and r.Body must not be read again (the abandoned
+// Read ends when the connection delivers or closes; its bytes are dropped).
+func readTimed(r *http.Request, o Options, most int64, sniff bool) (res bodyRead, timedOut bool) {
+	timeout := o.readTimeout()
+	src, hint := r.Body, r.ContentLength
+	if timeout < 0 {
+		return readIn(src, most, hint, sniff, nil), false
 	}
-	giveBack(r, buf, false)
-	var mbe *http.MaxBytesError
-	if rerr == nil || errors.As(rerr, &mbe) {
-		return nil, false, TooLarge()
+	deadline := time.Now().Add(timeout)
+	if o.SetReadDeadline != nil && o.SetReadDeadline(deadline) == nil {
+		res = readIn(src, most, hint, sniff, nil)
+		if res.err != nil && (errors.Is(res.err, os.ErrDeadlineExceeded) || !time.Now().Before(deadline)) {
+			// The deadline stays: the server's own reads of the rest fail
+			// too, so it answers and closes the connection at once.
+			return res, true
+		}
+		_ = o.SetReadDeadline(time.Time{})
+		return res, false
 	}
-	return nil, false, Malformed("the request body could not be read")
+	done := make(chan bodyRead, 1)
+	stop := new(atomic.Bool)
+	go func() { done <- readIn(src, most, hint, sniff, stop) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case res = <-done:
+		return res, false
+	case <-t.C:
+		stop.Store(true)
+		return bodyRead{}, true
+	}
+}
+
+// stalledBody replaces a body whose read Strip gave up waiting for: it
+// reads as the 408 error. The server closes the original body itself.
+type stalledBody struct{}
+
+func (stalledBody) Read([]byte) (int, error) { return 0, Timeout() }
+func (stalledBody) Close() error             { return nil }
+
+// putBack makes r's body the bytes read (all of the body when eof)
+// followed by the rest.
+func putBack(r *http.Request, res bodyRead) {
+	if len(res.buf) == 0 && !res.eof {
+		return
+	}
+	giveBack(r, res.buf, res.eof)
+}
+
+// readBody reads r's body as readIn does, at most max bytes, within the
+// read timeout. With partial, a longer body is no error: its first bytes
+// (more than max) are returned with whole false, and r.Body reads on after
+// them. On an error r.Body is given back whole: a reader of the bytes read
+// followed by the rest (after a timeout, a body that reads as the error).
+// With sniff, a body that does not start as a JSON object is put back
+// unread (read false).
+func readBody(r *http.Request, o Options, partial, sniff bool) (buf []byte, whole, read bool, e *Error) {
+	most := o.maxBody()
+	if r.ContentLength > most && !partial && !sniff {
+		return nil, false, false, TooLarge()
+	}
+	res, timedOut := readTimed(r, o, most, sniff)
+	if timedOut {
+		if o.SetReadDeadline != nil && len(res.buf) > 0 {
+			giveBack(r, res.buf, false)
+		} else if o.SetReadDeadline == nil {
+			r.Body = stalledBody{}
+		}
+		return nil, false, false, Timeout()
+	}
+	if sniff && !res.json {
+		putBack(r, res)
+		return nil, false, false, nil
+	}
+	switch {
+	case res.err != nil:
+		giveBack(r, res.buf, false)
+		var mbe *http.MaxBytesError
+		if errors.As(res.err, &mbe) {
+			return nil, false, true, TooLarge()
+		}
+		return nil, false, true, Malformed("the request body could not be read")
+	case res.eof:
+		return res.buf, true, true, nil
+	case partial:
+		return res.buf, false, true, nil
+	}
+	giveBack(r, res.buf, false)
+	return nil, false, true, TooLarge()
 }
 
 // giveBack makes r's body what it was: buf, the bytes read (all of the body

@@ -1,5 +1,7 @@
 package legacy
 
+import "time"
+
 // Kind tells what a request authenticates with.
 type Kind uint8
 
@@ -54,6 +56,30 @@ const DefaultSessionCookie = "session_id"
 type Options struct {
 	MaxBody       int64  // largest body read to look for credentials; 0 (or less) means 10 MiB
 	SessionCookie string // name of the emulated session cookie; "" means "session_id"
+
+	// ReadTimeout bounds the time Strip waits for a body it reads, from
+	// its first byte to its last (or to MaxBody): 0 means
+	// DefaultReadTimeout (30 s), a negative value no limit. A body that
+	// takes longer is a 408 *Error (code "408", see Timeout).
+	ReadTimeout time.Duration
+	// SetReadDeadline, if set, enforces ReadTimeout on the connection:
+	// normally http.NewResponseController(w).SetReadDeadline. Strip sets
+	// the deadline before it reads a body and clears it (the zero time)
+	// after, unless it passed: a stalled read then fails, and so do the
+	// server's own reads of the rest, so the server writes the 408 and
+	// closes the connection. Without it (or if it returns an
+	// error) Strip reads the body in a goroutine and stops waiting for it
+	// at the timeout; the abandoned read then ends only when the client
+	// sends more or goes away, and the server may keep the connection
+	// open until then.
+	SetReadDeadline func(time.Time) error
+}
+
+func (o Options) readTimeout() time.Duration {
+	if o.ReadTimeout == 0 {
+		return DefaultReadTimeout
+	}
+	return o.ReadTimeout
 }
 
 func (o Options) maxBody() int64 {

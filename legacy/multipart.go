@@ -1,7 +1,6 @@
 package legacy
 
 import (
-	"mime"
 	"strings"
 )
 
@@ -9,16 +8,52 @@ import (
 const maxParts = maxParams
 
 // multipartBoundary returns the boundary of a multipart/form-data
-// Content-Type, or "" when ct is not one.
-func multipartBoundary(ct string) string {
-	if !strings.EqualFold(mediaType(ct), "multipart/form-data") {
-		return ""
+// Content-Type ct as PHP's rfc1867.c finds it, and false when PHP finds
+// none (and so reads no field from the body). PHP does not parse the
+// parameters: it takes the first "boundary" in ct (matched with case, or if
+// there is none without regard to case; "xboundary=" counts), skips to the
+// first '=' after it, and reads the value from there: a quoted value up to
+// the next '"' (none: no boundary), any other up to the first ',' or ';',
+// spaces included. So "boundary=AAA; boundary=BBB" and
+// "xboundary=AAA; boundary=BBB" give AAA. The boundary may be empty.
+func multipartBoundary(ct string) (string, bool) {
+	i := strings.Index(ct, "boundary")
+	if i < 0 {
+		if i = indexFoldASCII(ct, "boundary"); i < 0 {
+			return "", false
+		}
 	}
-	_, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return ""
+	j := strings.IndexByte(ct[i:], '=')
+	if j < 0 {
+		return "", false
 	}
-	return params["boundary"]
+	v := ct[i+j+1:]
+	if v != "" && v[0] == '"' {
+		end := strings.IndexByte(v[1:], '"')
+		if end < 0 {
+			return "", false
+		}
+		return v[1 : 1+end], true
+	}
+	if k := strings.IndexAny(v, ",;"); k >= 0 {
+		v = v[:k]
+	}
+	return v, true
+}
+
+// indexFoldASCII is the index of the first instance of the lower-case
+// ASCII word in s compared without regard to ASCII case, or -1.
+func indexFoldASCII(s, word string) int {
+	for i := 0; i+len(word) <= len(s); i++ {
+		k := 0
+		for k < len(word) && s[i+k]|0x20 == word[k] {
+			k++
+		}
+		if k == len(word) {
+			return i
+		}
+	}
+	return -1
 }
 
 // A multipart/form-data body is read as PHP reads it into $_POST (the parts
@@ -71,6 +106,11 @@ func delimiter(line, dash string) (ok, closing bool) {
 		return false, false
 	}
 	rest := line[len(dash):]
+	if rest != "" && rest[0] == 0 {
+		// PHP compares a line with the delimiter as a C string: a NUL
+		// right after the boundary ends the line there.
+		return true, false
+	}
 	if strings.HasPrefix(rest, "--") {
 		closing, rest = true, rest[2:]
 	}

@@ -84,17 +84,19 @@ func Strip(r *http.Request, o Options) (Found, error) {
 	read, whole, bodyChanged := false, false, false
 	boundary, cut := "", 0
 	kind, ok := wantBody(r, f.AuthPHP)
-	if ok && kind == bodySniff {
-		kind, ok = bodyJSON, peekJSON(r)
-	}
 	if ok {
-		if body, whole, e = readBody(r, o.maxBody(), kind == bodyMultipart); e != nil {
+		body, whole, read, e = readBody(r, o, kind == bodyMultipart, kind == bodySniff)
+		if e != nil {
 			return failed(f, &c, e)
 		}
-		read = true
+		if kind == bodySniff {
+			kind = bodyJSON // a sniffed body that was read starts as a JSON object
+		}
+	}
+	if read {
 		c.clone = true
 		if kind == bodyMultipart {
-			boundary = multipartBoundary(r.Header.Get("Content-Type"))
+			boundary, _ = multipartBoundary(contentType(r.Header))
 			newBody, bodyChanged, cut, e = c.scanMultipart(bytesString(body), boundary, sc, whole)
 		} else {
 			newBody, bodyChanged, e = c.scanBody(bytesString(body), kind, sc)
