@@ -24,9 +24,15 @@ func init() {
 // this filter deletes from the logged query string every parameter the
 // module takes for a legacy credential: USER_LOGIN and USER_HASH under every
 // name PHP reads as them ("USER.HASH", "USER%5FHASH", " USER_HASH",
-// "USER_HASH[]", ...), login and api_key, and the authorization code (`code`)
-// of an OAuth callback (a query that also has `state`). Other parameters
+// "USER_HASH[]", ...), login and api_key, and every `code` parameter: the
+// authorization code of amoCRM's call to the Redirect URI. Other parameters
 // are kept byte for byte.
+//
+// A log filter does not know which path a handler answers the callback on
+// (callback_path, or a rewrite before it), and amoCRM's callbacks do not all
+// look alike: an exchange's and the consent button's carry `state`, a widget
+// install's only `code`, `referer`, `client_id` and `from_widget`. So `code`
+// is deleted from every logged URI, on every path.
 //
 // The matching is the legacy package's own (legacy.RedactQuery), so the log
 // and the module never disagree on what a credential is. login and api_key
@@ -117,7 +123,7 @@ func RedactURI(uri string) string {
 	if !ok || q == "" {
 		return uri
 	}
-	nq := dropCallbackCode(legacy.RedactQuery(unsortedPath, q))
+	nq := dropCode(legacy.RedactQuery(unsortedPath, q))
 	switch {
 	case nq == q:
 		return uri
@@ -127,25 +133,23 @@ func RedactURI(uri string) string {
 	return target + "?" + nq
 }
 
-// dropCallbackCode removes the authorization code (every `code` parameter)
-// from a query that also has a `state` parameter: amoCRM's call to the
-// Redirect URI. Names are decoded as Go's url.ParseQuery decodes them, the
-// way the callback reads them; a name that does not decode is compared as
-// it is.
-func dropCallbackCode(q string) string {
+// dropCode removes the authorization code (every `code` parameter) from a
+// query, whatever its path and its other parameters: the callback of a
+// widget install has no `state`. Names are decoded as Go's url.ParseQuery
+// decodes them, the way the callback reads them; a name that does not
+// decode is compared as it is.
+func dropCode(q string) string {
 	if !strings.Contains(q, "code") && !strings.Contains(q, "%") {
 		return q
 	}
-	hasState, hasCode := false, false
+	hasCode := false
 	for pair := range strings.SplitSeq(q, "&") {
-		switch queryName(pair) {
-		case "state":
-			hasState = true
-		case "code":
+		if queryName(pair) == "code" {
 			hasCode = true
+			break
 		}
 	}
-	if !hasState || !hasCode {
+	if !hasCode {
 		return q
 	}
 	var b strings.Builder

@@ -19,6 +19,8 @@ import (
 
 const testKey = "0123456789abcdef0123456789abcdef01234567"
 
+const testClient = "5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6"
+
 func TestRedactURI(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"/api/v2/leads?USER_LOGIN=a%40b.c&USER_HASH=" + testKey + "&limit_rows=5", "/api/v2/leads?limit_rows=5"},
@@ -37,7 +39,13 @@ func TestRedactURI(t *testing.T) {
 		{"/amocrm/oauth/callback?code=def502&state=s1&from_exchange=1", "/amocrm/oauth/callback?state=s1&from_exchange=1"},
 		{"/cb?state=s1&c%6Fde=def502&code=x", "/cb?state=s1"},
 		{"/cb?referer=acme.amocrm.ru&code=def502&st%61te=s1", "/cb?referer=acme.amocrm.ru&st%61te=s1"},
-		{"/api/v4/leads?code=42", "/api/v4/leads?code=42"}, // not a callback
+		// A widget install's callback: no state.
+		{"/amocrm/oauth/callback?code=def502&referer=acme.amocrm.ru&client_id=" + testClient + "&from_widget=1",
+			"/amocrm/oauth/callback?referer=acme.amocrm.ru&client_id=" + testClient + "&from_widget=1"},
+		{"/amocrm/oauth/callback?referer=acme.amocrm.ru&c%6Fde=def502&from_widget=1", "/amocrm/oauth/callback?referer=acme.amocrm.ru&from_widget=1"},
+		{"/custom/cb/?code=def502", "/custom/cb/"},         // any callback_path, code alone
+		{"/api/v4/leads?code=42&a=1", "/api/v4/leads?a=1"}, // every path: the filter cannot tell the callback's
+		{"/x?codes=1&xcode=2&code_=3", "/x?codes=1&xcode=2&code_=3"},
 		{"http://acme.amocrm.ru/api/v2/leads?USER_LOGIN=a&USER_HASH=" + testKey + "&a=1", "http://acme.amocrm.ru/api/v2/leads?a=1"},
 		{"/x?a=1&&b=%2F", "/x?a=1&&b=%2F"},
 		{"/x?", "/x?"},
@@ -123,6 +131,7 @@ func TestCredentialsFilterInCaddyEncoder(t *testing.T) {
 		"/api/v2/leads?USER%5FLOGIN=a%40b.c&USER%5FHASH=" + testKey + "&a=1",
 		"/api/v2/leads?USER[LOGIN=a%40b.c&USER[HASH=" + testKey + "&a=1",
 		"/amocrm/oauth/callback?code=" + testKey + "&state=s1&from_exchange=1",
+		"/amocrm/oauth/callback?code=" + testKey + "&referer=acme.amocrm.ru&client_id=c&from_widget=1",
 	} {
 		r := httptest.NewRequest("GET", target, nil)
 		buf, err := fe.EncodeEntry(zapcore.Entry{Time: time.Unix(0, 0), Message: "handled request"},
