@@ -127,3 +127,43 @@ func TestPHPName(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectReadsAsPHP: the leak detector finds what PHP reads, where Go's
+// own parsers (mime, url.ParseQuery) miss it: boundaries found as
+// rfc1867.c finds them, a NUL ending a delimiter line, media types cut at
+// ',' or a space, broken escapes, and cookie names PHP mangles.
+func TestInspectReadsAsPHP(t *testing.T) {
+	part := func(b, name string) string {
+		return "--" + b + "\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\nv\r\n"
+	}
+	mp := func(b string) []byte { return []byte(part(b, "USER_HASH") + "--" + b + "--\r\n") }
+	for _, c := range []struct {
+		ct   string
+		body []byte
+	}{
+		{"multipart/form-data; boundary=AAA; foo", mp("AAA")},
+		{"multipart/form-data; boundary=AAA; boundary=BBB", mp("AAA")},
+		{"multipart/form-data; boundary=AAA,BBB", mp("AAA")},
+		{"multipart/form-data, boundary=AAA", mp("AAA")},
+		{"multipart/form-data; xboundary=AAA; boundary=BBB", mp("AAA")},
+		{"multipart/form-data; charset=boundary; x=AAA", mp("AAA")},
+		{"multipart/form-data; boundary=", mp("")},
+		{"multipart/form-data; boundary=A", []byte(part("A", "a") + "--A\x00z\r\nContent-Disposition: form-data; name=USER_HASH\r\n\r\nv\r\n--A--\r\n")},
+	} {
+		if got := inspect("", http.Header{"Content-Type": {c.ct}}, "/api/v2/leads", c.body); len(got) != 1 || got[0].name != "USER_HASH" || got[0].where != whereMultipart {
+			t.Errorf("%q: %+v", c.ct, got)
+		}
+	}
+	if names := phpMultipartNames("multipart/form-data; boundary=A",
+		[]byte("--A\r\nContent-Disposition: form-data; name=USER_HASH; filename=\"\"\r\n\r\nv\r\n--A--\r\n")); len(names) != 0 {
+		t.Errorf("a file part is read as a field: %q", names)
+	}
+	if got := inspect("a=1;b&USER%5FHASH=%zz", nil, "/x", nil); len(got) != 1 || got[0].name != "USER_HASH" {
+		t.Errorf("broken escape: %+v", got)
+	}
+	for _, c := range []string{"session.id=1", "session id=1", "a=1;\tsession_id=1", "session[id=1", "session_id[]=1"} {
+		if got := inspect("", http.Header{"Cookie": {c}}, "/x", nil); len(got) != 1 || got[0].where != whereCookie {
+			t.Errorf("cookie %q: %+v", c, got)
+		}
+	}
+}
