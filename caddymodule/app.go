@@ -163,6 +163,8 @@ func sameIntegration(path string, have, want exchange.Config) error {
 		{"keeper_interval", have.KeeperInterval, want.KeeperInterval},
 		{"session_ttl", have.SessionTTL, want.SessionTTL},
 		{"rate_limit", have.RateLimit, want.RateLimit},
+		{"reject_limit", have.RejectLimit, want.RejectLimit},
+		{"reject_window", have.RejectWindow, want.RejectWindow},
 	} {
 		if f.a != f.b {
 			return fmt.Errorf("amocrm_auth: handlers using store %s must agree on %s (%v and %v): "+

@@ -50,6 +50,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		session_ttl       <duration>
 //		keeper_interval   <duration>
 //		rate_limit        <per second, 0 = off>
+//		reject_limit      <rejected exchanges per client and window, 0 = off>
+//		reject_window     <duration>
 //		max_body          <size>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -66,6 +68,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"exchange_timeout": &h.ExchangeTimeout, "refresh_ahead": &h.RefreshAhead,
 		"exchange_interval": &h.ExchangeInterval, "keep_alive": &h.KeepAlive,
 		"session_ttl": &h.SessionTTL, "keeper_interval": &h.KeeperInterval,
+		"reject_window": &h.RejectWindow,
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
@@ -100,6 +103,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("rate_limit: %q is not a number of requests per second >= 0", val)
 			}
 			h.RateLimit = &r
+
+		case "reject_limit":
+			val, err := oneArg(d, opt)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return d.Errf("reject_limit: %q is not a whole number >= 0", val)
+			}
+			h.RejectLimit = &n
 
 		case "max_body":
 			val, err := oneArg(d, opt)

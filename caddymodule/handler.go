@@ -67,7 +67,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	login := found.Login
 	var tok *tokenstore.Token
 	if found.Kind == legacy.Key {
-		tok, err = br.Token(ctx, acct, found.Login, found.Key)
+		tok, err = br.Token(exchange.WithClient(ctx, clientIP(r)), acct, found.Login, found.Key)
 	} else {
 		login, tok, err = br.SessionToken(ctx, acct, found.SessionID)
 	}

@@ -27,15 +27,11 @@ const keptMigrations = 50
 const maxMigrationBody = 16 << 20
 
 // migrationWorkers is how many users of one bulk exchange are exchanged at
-// once. amoCRM's limits hold per user (the broker enforces them); each user
-// takes two turns of the account's budget (the one forwarded requests
-// share), because an exchange makes two calls to amoCRM (exchange_api_key,
-// then the code grant).
+// once. amoCRM's limits hold per user, and every call to amoCRM takes its
+// turn in the account's budget (the one forwarded requests share): the
+// broker enforces both. Before each user a worker waits until the budget
+// has a turn free, so a bulk exchange never crowds out live traffic.
 const migrationWorkers = 4
-
-// migrationTurnWait is how long a bulk exchange waits for a turn: as long
-// as it takes.
-const migrationTurnWait = 365 * 24 * time.Hour
 
 // MigrationUser is one line of a bulk exchange list.
 type MigrationUser struct {
@@ -177,7 +173,7 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 			for i := range jobs {
 				u := &users[i]
 				var res MigrationResult
-				if err := twoTurns(ctx, br, u.Account); err != nil {
+				if err := br.WaitIdle(ctx, u.Account); err != nil {
 					res = MigrationResult{Account: u.Account, Login: u.Login, Status: "failed", Detail: "stopped"}
 				} else {
 					res = migrateOne(ctx, br, s.account(u.Account), u)
@@ -207,16 +203,6 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 		}
 	}()
 	return m, nil
-}
-
-// twoTurns waits for two turns of the account's budget toward amoCRM.
-func twoTurns(ctx context.Context, br *exchange.Broker, account string) error {
-	for range 2 {
-		if _, _, err := br.Turn(ctx, account, migrationTurnWait); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func migrateOne(ctx context.Context, br *exchange.Broker, acct exchange.Account, u *MigrationUser) MigrationResult {

@@ -117,6 +117,20 @@ type Handler struct {
 	// reloads. 0 turns the limit off. Default (when absent): 7.
 	RateLimit *float64 `json:"rate_limit,omitempty"`
 
+	// How many exchanges that amoCRM rejects (invented logins, wrong keys)
+	// one client address may cause per reject_window; past it, the address
+	// gets 429 for requests that would start an exchange, until its budget
+	// refills, so a stranger cannot spend the account's calls to amoCRM.
+	// Exchanges amoCRM accepts cost nothing. Whatever the budget, an address
+	// whose key amoCRM rejected for a user cannot start another exchange for
+	// that user for two exchange_interval. 0 turns the budget off. The
+	// address is Caddy's client IP (trusted_proxies are honoured).
+	// Default (when absent): 10.
+	RejectLimit *int `json:"reject_limit,omitempty"`
+
+	// The window of reject_limit. Default: 1m.
+	RejectWindow caddy.Duration `json:"reject_window,omitempty"`
+
 	// The largest request body, in bytes, the module reads to look for
 	// credentials; a larger body that must be read gets 413. Default: 10 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
@@ -309,10 +323,24 @@ func (h *Handler) brokerConfig() exchange.Config {
 		KeeperInterval:   time.Duration(h.KeeperInterval),
 		SessionTTL:       time.Duration(h.SessionTTL),
 		RateLimit:        h.rate,
+		RejectLimit:      h.rejectLimit(),
+		RejectWindow:     time.Duration(h.RejectWindow),
 		Logger:           logger,
 		Observe:          h.metrics.observe,
 		Tokens:           h.metrics.tokenCounts,
 	}
+}
+
+// rejectLimit is reject_limit as the broker takes it: 0 means its default,
+// < 0 no limit.
+func (h *Handler) rejectLimit() int {
+	switch {
+	case h.RejectLimit == nil:
+		return 0
+	case *h.RejectLimit == 0:
+		return -1
+	}
+	return *h.RejectLimit
 }
 
 // Validate checks the configuration, with placeholders resolved; every
@@ -352,6 +380,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxBody < 0 {
 		return errors.New("amocrm_auth: max_body must not be negative")
+	}
+	if h.RejectLimit != nil && *h.RejectLimit < 0 {
+		return errors.New("amocrm_auth: reject_limit must not be negative (0 turns it off)")
 	}
 	return nil
 }

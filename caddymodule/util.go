@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"net"
 	"net/http"
 	"strconv"
@@ -17,7 +18,12 @@ func safeError(err error) string {
 }
 
 // clientIP is the remote address without the port, for auth.php's error answer.
+// clientIP is the request's client address: Caddy's client IP (which
+// honours trusted_proxies), else the peer's.
 func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -64,6 +64,9 @@ func (b *Broker) accountInfo(ctx context.Context, a Account, t *tokenstore.Token
 	if ai, ok := b.info.get(key, now); ok {
 		return ai, nil
 	}
+	if e := b.turn(ctx, a.Name, op, 0); e != nil {
+		return nil, e
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.BaseURL+"/api/v4/account?with=datetime_settings", nil)
 	if err != nil {
 		return nil, newErr(KindInternal, op, errors.New("cannot build the request"))

@@ -55,7 +55,8 @@ type Broker struct {
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
 	info infoCache
-	pace *accountLimiter // the per-account budget toward amoCRM
+	pace  *accountLimiter // the per-account budget toward amoCRM
+	guard guard           // restrains clients whose keys amoCRM rejects
 
 	// Pacing of background work; tests shorten them.
 	keeperPause time.Duration // between two keeper refreshes (amoCRM allows ~7 calls/s)
@@ -89,6 +90,7 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 		pace:        newAccountLimiter(0),
 	}
 	b.info.init()
+	b.guard.init()
 	if err := b.SetConfig(c); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/amobridge/amobridge/tokenstore"
 )
@@ -64,6 +65,10 @@ func (b *Broker) HandleCallback(q url.Values) error {
 	return nil
 }
 
+// codeTurnWait bounds the wait of a code grant for its turn in the
+// account's budget: it runs in the background, and its code lives 20 minutes.
+const codeTurnWait = 30 * time.Second
+
 // completeCode spends the code for a token pair, stores it (synced) and
 // wakes the flight waiting for that state. Transient failures are retried
 // twice; the outcome for the waiters is the token or a KindUpstream error.
@@ -77,9 +82,13 @@ func (b *Broker) completeCode(p tokenstore.Pending, state, code string) {
 	var e *Error
 	for try := 0; ; try++ {
 		now := c.Now()
-		gctx, gcancel := context.WithTimeout(ctx, callTimeout)
-		ot, fail, ge := grant(gctx, c, p.BaseURL, grantBody{GrantType: "authorization_code", Code: code}, now)
-		gcancel()
+		var ot *oauth2.Token
+		fail, ge := failRetry, b.turn(ctx, p.Account, op, codeTurnWait)
+		if ge == nil {
+			gctx, gcancel := context.WithTimeout(ctx, callTimeout)
+			ot, fail, ge = grant(gctx, c, p.BaseURL, grantBody{GrantType: "authorization_code", Code: code}, now)
+			gcancel()
+		}
 		if ge == nil {
 			t := &tokenstore.Token{
 				Account: p.Account, Login: p.Login, KeyHash: append([]byte(nil), p.KeyHash...),

@@ -36,6 +36,13 @@ type Config struct {
 	KeeperInterval   time.Duration // how often the keeper runs; default 1m
 	SessionTTL       time.Duration // lifetime of an emulated auth.php session; default 15m
 
+	// RejectLimit is how many exchanges amoCRM rejects that one client (see
+	// WithClient) may cause per RejectWindow before it may start no more;
+	// 0 means DefaultRejectLimit, < 0 no limit. RejectWindow's zero value
+	// means DefaultRejectWindow.
+	RejectLimit  int
+	RejectWindow time.Duration
+
 	// RateLimit is how many requests per second per account may go to
 	// amoCRM (see Broker.Turn); 0 means no limit. The pace keeps a guard so
 	// that amoCRM never counts more than RateLimit in any second.
@@ -82,7 +89,7 @@ func resultOf(err error) string {
 	switch KindOf(err) {
 	case KindWrongKey:
 		return "rejected"
-	case KindLimited:
+	case KindLimited, KindBusy:
 		return "limited"
 	case KindTimeout:
 		return "timeout"
@@ -132,6 +139,7 @@ func (c Config) normalize(defClient *http.Client) (*Config, error) {
 		{"code_lifetime", &c.CodeLifetime, DefaultCodeLifetime},
 		{"keeper_interval", &c.KeeperInterval, DefaultKeeperInterval},
 		{"session_ttl", &c.SessionTTL, DefaultSessionTTL},
+		{"reject_window", &c.RejectWindow, DefaultRejectWindow},
 	} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("%s must not be negative", d.name)
@@ -139,6 +147,9 @@ func (c Config) normalize(defClient *http.Client) (*Config, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if c.RejectLimit == 0 {
+		c.RejectLimit = DefaultRejectLimit
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = defClient

@@ -25,6 +25,10 @@ const (
 	KindUpstream
 	// KindInternal: the store failed, or the broker is closed (500).
 	KindInternal
+	// KindBusy: the account's budget of calls to amoCRM (RateLimit), or the
+	// client's budget of rejected exchanges, is spent; retry after
+	// RetryAfter (429). amoCRM was not called.
+	KindBusy
 )
 
 // String returns the kind's name.
@@ -40,6 +44,8 @@ func (k Kind) String() string {
 		return "upstream"
 	case KindInternal:
 		return "internal"
+	case KindBusy:
+		return "busy"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -100,14 +106,18 @@ var ErrClosed = errors.New("broker closed")
 
 // Causes used inside the package.
 var (
-	errKeyRejected  = errors.New("amoCRM rejected the key")
-	errTooOften     = errors.New("amoCRM's exchange limit")
-	errNoCode       = errors.New("no authorization code arrived in time")
-	errDeadRefresh  = errors.New("refresh token is dead")
-	errNoToken      = errors.New("no token for this user")
-	errKeyMismatch  = errors.New("key does not match the user's token")
-	errTooManyTurns = errors.New("token kept changing under the request")
-	errNotSent      = errors.New("amoCRM unreachable (no connection)")
+	errKeyRejected   = errors.New("amoCRM rejected the key")
+	errTooOften      = errors.New("amoCRM's exchange limit")
+	errNoCode        = errors.New("no authorization code arrived in time")
+	errDeadRefresh   = errors.New("refresh token is dead")
+	errNoToken       = errors.New("no token for this user")
+	errKeyMismatch   = errors.New("key does not match the user's token")
+	errKeySuperseded = errors.New("amoCRM has just accepted another key for this user")
+	errBudget        = errors.New("the account's budget of calls to amoCRM (rate_limit) is spent for now")
+	errClientBudget  = errors.New("this client caused too many exchanges that amoCRM rejected")
+	errClientBlocked = errors.New("amoCRM rejected a key from this client for this user; another cannot be tried yet")
+	errTooManyTurns  = errors.New("token kept changing under the request")
+	errNotSent       = errors.New("amoCRM unreachable (no connection)")
 )
 
 func newErr(k Kind, op string, err error) *Error { return &Error{Kind: k, Op: op, Err: err} }

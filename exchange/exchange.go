@@ -19,11 +19,21 @@ type flightResult struct {
 }
 
 // exchange runs (or joins) the user's exchange flight and judges its result
-// for this caller's key. hadToken says the user has a token the key did not
-// match: then any failure leaves the key wrong.
-func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key string, kh []byte, hadToken bool) (*tokenstore.Token, error) {
+// for this caller's key. t is the user's token the key did not match, if
+// any: then a failure leaves the key wrong, or not tried yet. A client that
+// amoCRM rejected a key from is restrained (see guard) before it starts one.
+func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key string, kh []byte, t *tokenstore.Token) (*tokenstore.Token, error) {
 	const op = "exchange"
-	ch := b.exchanges.DoChan(userKey(a.Name, login), func() (any, error) {
+	uk, client := userKey(a.Name, login), clientOf(ctx)
+	if now := c.Now(); b.guard.check(c, uk, client, now) > 0 {
+		// What amoCRM's limit says comes first (a key known to be wrong,
+		// the interval); then the guard's own answer.
+		if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, t); e != nil {
+			return nil, e
+		}
+		return nil, &Error{Kind: KindBusy, Op: op, RetryAfter: b.guard.check(c, uk, client, now), Err: errClientBlocked}
+	}
+	ch := b.exchanges.DoChan(uk, func() (any, error) {
 		return b.runExchange(a, login, key, kh)
 	})
 	var r flightResult
@@ -40,6 +50,7 @@ func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key 
 	if err == nil {
 		if r.tok != nil && keyMatches(r.tok, kh) {
 			b.store.Touch(a.Name, login, now)
+			b.guard.authenticated(uk, client, now)
 			return r.tok, nil
 		}
 		// The flight exchanged another caller's key.
@@ -48,15 +59,13 @@ func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key 
 	if subtle.ConstantTimeCompare(r.kh, kh) != 1 {
 		// This caller's key was not tried: answer by the attempt the flight
 		// recorded.
-		if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, hadToken); e != nil {
+		if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, t); e != nil {
 			return nil, e
 		}
 		return nil, err
 	}
-	if hadToken && KindOf(err) == KindLimited {
-		var e *Error
-		errors.As(err, &e)
-		return nil, &Error{Kind: KindWrongKey, Op: op, RetryAfter: e.RetryAfter, Err: errKeyMismatch}
+	if errors.Is(err, errKeyRejected) {
+		b.guard.rejected(c, uk, client, now)
 	}
 	return nil, err
 }
@@ -95,10 +104,16 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 	} else if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
 		return r, newErr(KindInternal, op, err)
 	}
-	if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, false); e != nil {
+	if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, nil); e != nil {
 		log.Debug("exchange not allowed yet", zap.Duration("retry_after", e.RetryAfter), zap.Bool("rejected_key", errors.Is(e, errKeyRejected)))
 		return r, e
 	}
+	// The exchange's first call to amoCRM takes its turn in the account's
+	// budget before anything is recorded: a refused turn is no attempt.
+	if e := b.turn(ctx, a.Name, op, 0); e != nil {
+		return r, e
+	}
+	now = c.Now() // the turn may have waited: the attempt is recorded as made now
 
 	state, err := newState()
 	if err != nil {

@@ -129,3 +129,47 @@ func (l *accountLimiter) wait(ctx context.Context, account string, maxWait time.
 		return 0, 0, ctx.Err()
 	}
 }
+
+// turn takes the broker's own turn in the account's budget before a call
+// to amoCRM: it waits up to maxWait (0: the queue's bound) and fails with
+// KindBusy, taking no turn, if the turn is further away.
+func (b *Broker) turn(ctx context.Context, account, op string, maxWait time.Duration) *Error {
+	_, retry, err := b.pace.wait(ctx, account, maxWait)
+	if err != nil {
+		return ctxErr(op, ctx)
+	}
+	if retry > 0 {
+		return &Error{Kind: KindBusy, Op: op, RetryAfter: retry, Err: errBudget}
+	}
+	return nil
+}
+
+// waitIdle blocks until the account's next turn is free (without taking
+// it), or ctx ends.
+func (l *accountLimiter) waitIdle(ctx context.Context, account string) error {
+	for {
+		now := time.Now()
+		lim := l.limiterFor(account, now)
+		if lim == nil {
+			return nil
+		}
+		tokens := lim.TokensAt(now)
+		if tokens >= 1 {
+			return nil
+		}
+		t := time.NewTimer(time.Duration((1 - tokens) / float64(lim.Limit()) * float64(time.Second)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitIdle blocks until the account's budget toward amoCRM has a turn free
+// now, without taking it: work that can wait (a bulk exchange) lets the
+// broker's own calls take their turns without queueing behind it.
+func (b *Broker) WaitIdle(ctx context.Context, account string) error {
+	return b.pace.waitIdle(ctx, account)
+}

@@ -79,6 +79,10 @@ func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (
 	}
 	spent := cur.RefreshToken
 
+	if e := b.turn(ctx, a.Name, op, 0); e != nil {
+		log.Warn("refresh waits: the account's budget toward amoCRM is spent", zap.Duration("retry_after", e.RetryAfter))
+		return nil, e
+	}
 	log.Debug("refreshing the access token", zap.Time("expiry", cur.Expiry))
 	*granted = true
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)

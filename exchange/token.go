@@ -57,15 +57,15 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 			if !errors.Is(err, tokenstore.ErrNotFound) {
 				return nil, newErr(KindInternal, op, err)
 			}
-			return b.exchange(ctx, c, a, login, key, kh, false)
+			return b.exchange(ctx, c, a, login, key, kh, nil)
 		}
 		now := c.Now()
 		if !keyMatches(t, kh) {
 			// Wrong, unless amoCRM accepts it in an exchange (a new password).
-			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, true); e != nil {
+			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, t); e != nil {
 				return nil, e
 			}
-			return b.exchange(ctx, c, a, login, key, kh, true)
+			return b.exchange(ctx, c, a, login, key, kh, t)
 		}
 		if fresh(t, now, c.RefreshAhead) {
 			b.store.Touch(a.Name, login, now)
@@ -74,14 +74,14 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 		if t.RefreshToken == "" {
 			// The pair is dead: exchange the (right) key again if allowed,
 			// meanwhile serve what is left of the access token.
-			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, false); e != nil {
+			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, nil); e != nil {
 				if alive(t, now) {
 					b.store.Touch(a.Name, login, now)
 					return t, nil
 				}
 				return nil, e
 			}
-			return b.exchange(ctx, c, a, login, key, kh, false)
+			return b.exchange(ctx, c, a, login, key, kh, nil)
 		}
 		if alive(t, now) && b.backingOff(uk, now) {
 			b.store.Touch(a.Name, login, now)
@@ -214,11 +214,13 @@ func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAcce
 func sameSecret(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 // exchangeAllowed returns nil if an exchange for the user may be made now
-// under amoCRM's limit, else the error to answer: KindWrongKey if the last
-// attempt rejected this very key or if the user has a token (hadToken: a
-// key that does not match it stays wrong), else KindLimited; both with
-// RetryAfter set to the time left.
-func (b *Broker) exchangeAllowed(ctx context.Context, a Account, login string, kh []byte, now time.Time, interval time.Duration, hadToken bool) *Error {
+// under amoCRM's limit, else the error to answer, with RetryAfter set to
+// the time left: KindWrongKey if the last attempt rejected this very key,
+// or if it proved another key (t, the user's token a different key was
+// presented for, was obtained by that attempt: this key is the old one);
+// else KindLimited (the key may be a new password's: come back when the
+// interval has passed).
+func (b *Broker) exchangeAllowed(ctx context.Context, a Account, login string, kh []byte, now time.Time, interval time.Duration, t *tokenstore.Token) *Error {
 	att, err := b.store.GetAttempt(ctx, a.Name, login)
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return nil
@@ -232,8 +234,8 @@ func (b *Broker) exchangeAllowed(ctx context.Context, a Account, login string, k
 	switch {
 	case att.Rejected && subtle.ConstantTimeCompare(att.KeyHash, kh) == 1:
 		return &Error{Kind: KindWrongKey, Op: "exchange", RetryAfter: left, Err: errKeyRejected}
-	case hadToken:
-		return &Error{Kind: KindWrongKey, Op: "exchange", RetryAfter: left, Err: errKeyMismatch}
+	case t != nil && !att.Rejected && keyMatches(t, att.KeyHash) && !t.IssuedAt.Before(att.At):
+		return &Error{Kind: KindWrongKey, Op: "exchange", Err: errKeySuperseded}
 	default:
 		return &Error{Kind: KindLimited, Op: "exchange", RetryAfter: left, Err: errTooOften}
 	}
