@@ -54,7 +54,7 @@ type Broker struct {
 	bmu   sync.Mutex
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
-	info infoCache
+	info  infoCache
 	pace  *accountLimiter // the per-account budget toward amoCRM
 	guard guard           // restrains clients whose keys amoCRM rejects
 

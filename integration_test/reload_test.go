@@ -24,8 +24,8 @@ import (
 func TestRejectedReloadKeepsRunningConfig(t *testing.T) {
 	needCaddy(t)
 	for _, tc := range []struct {
-		name  string
-		break_ func(t *testing.T, caddyfile string) string
+		name    string
+		breakIt func(t *testing.T, caddyfile string) string
 	}{
 		{"provision", func(t *testing.T, cf string) string {
 			// A route after amocrm_auth's (handle sorts after it), so the
@@ -68,7 +68,7 @@ func TestRejectedReloadKeepsRunningConfig(t *testing.T) {
 			if bad == good {
 				t.Fatal("the test's Caddyfile has no client_secret line to change")
 			}
-			bad = tc.break_(t, bad)
+			bad = tc.breakIt(t, bad)
 			out, err := e.Caddy.Reload(bad)
 			if err == nil {
 				t.Fatalf("Caddy accepted the broken configuration:\n%s", tail(out, 10))
