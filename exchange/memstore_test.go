@@ -27,6 +27,8 @@ type memStore struct {
 	closed   bool
 
 	putErr func(*tokenstore.Token) error // if set, Put fails when it returns an error
+
+	*tokenstore.Local
 }
 
 var _ tokenstore.Store = (*memStore)(nil)
@@ -42,6 +44,7 @@ func newMemStore() *memStore {
 	if _, err := rand.Read(s.secret); err != nil {
 		panic(err)
 	}
+	s.Local = tokenstore.NewLocal(s)
 	return s
 }
 
@@ -79,6 +82,7 @@ func (s *memStore) Put(_ context.Context, t *tokenstore.Token) error {
 	}
 	s.puts++
 	s.tokens[mk(t.Account, t.Login)] = copyToken(t)
+	s.Changed(t.Account, t.Login)
 	return nil
 }
 
@@ -86,6 +90,7 @@ func (s *memStore) Delete(_ context.Context, account, login string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.tokens, mk(account, login))
+	s.Changed(account, login)
 	return nil
 }
 

@@ -57,6 +57,8 @@ type Badger struct {
 	closed   atomic.Bool
 	gate     gate // counts the operations that use db, so Close can wait for them
 	sweepMu  sync.Mutex
+
+	*Local // the Coordinator: one process keeps the store
 }
 
 var _ Store = (*Badger)(nil)
@@ -129,6 +131,7 @@ func Open(o Options) (*Badger, error) {
 		return nil, err
 	}
 	s.hmacs.New = s.newHMAC
+	s.Local = NewLocal(s)
 	return s, nil
 }
 

@@ -113,4 +113,7 @@ type Store interface {
 
 	// Close flushes and closes the store.
 	Close() error
+
+	// The atomic steps several users of the store agree on.
+	Coordinator
 }

@@ -97,6 +97,7 @@ func (s *Badger) Put(ctx context.Context, t *Token) error {
 		return fmt.Errorf("tokenstore: put token: %w", err)
 	}
 	sh.set(k, c)
+	s.Changed(c.Account, c.Login)
 	return nil
 }
 
@@ -122,6 +123,7 @@ func (s *Badger) Delete(ctx context.Context, account, login string) error {
 		return fmt.Errorf("tokenstore: delete token: %w", err)
 	}
 	sh.remove(k)
+	s.Changed(account, login)
 	return nil
 }
 
