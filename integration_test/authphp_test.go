@@ -259,9 +259,11 @@ func TestAuthPHP(t *testing.T) {
 		{"among other cookies", []string{"lang=ru; session_id=" + sid + "; _ga=GA1.2.3"}, []string{"lang=ru; _ga=GA1.2.3"}},
 		{"in its own Cookie line", []string{"lang=ru", "session_id=" + sid, `x="a,b"`}, []string{"lang=ru", `x="a,b"`}},
 		{"raw Set-Cookie line", []string{"session_id=" + sid + "; path=/; secure; HttpOnly"}, nil},
-		{"raw Set-Cookie lines joined by commas", []string{"session_id=" + sid + "; path=/; secure; HttpOnly, lang=ru; path=/"}, []string{"lang=ru; path=/"}},
+		// PHP splits at ';' only and reads "HttpOnly, lang=ru" as one cookie
+		// (HttpOnly,_lang): the proxy keeps that item as PHP would read it.
+		{"raw Set-Cookie lines joined by commas", []string{"session_id=" + sid + "; path=/; secure; HttpOnly, lang=ru; path=/"}, []string{"HttpOnly, lang=ru; path=/"}},
 		{"raw Set-Cookie line after another cookie", []string{"lang=ru; session_id=" + sid + "; path=/; HttpOnly"}, []string{"lang=ru"}},
-		{"raw Set-Cookie line with an Expires date", []string{"session_id=" + sid + "; expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=900; path=/; HttpOnly, lang=ru"}, []string{"lang=ru"}},
+		{"raw Set-Cookie line with an Expires date", []string{"session_id=" + sid + "; expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=900; path=/; HttpOnly, lang=ru"}, []string{"HttpOnly, lang=ru"}},
 		{"quoted", []string{`session_id="` + sid + `"; lang=ru`}, []string{"lang=ru"}},
 	}
 	for _, c := range cases {

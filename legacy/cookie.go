@@ -7,9 +7,12 @@ import (
 
 // cookieItem is one item of a Cookie header line: the bytes [a, b) between
 // two separators (';' or ','), b being the next separator or the end.
+// phpStart: the item starts one of PHP's items (the line's first, or after
+// a ';'); a PHP item runs to the next ';'.
 type cookieItem struct {
-	a, b int
-	drop bool
+	a, b     int
+	drop     bool
+	phpStart bool
 }
 
 // sessionIDs gathers the session cookie's values and checks they agree.
@@ -51,16 +54,21 @@ func (s *sessionIDs) add(v string) {
 
 // stripCookies removes the session cookie called name from every Cookie
 // line of h. It returns the new lines (changed false: leave h as it is) and
-// the cookie's value. A cookie is the session cookie when PHP reads its
-// name as name (main/php_variables.c: leading white space skipped, then
-// mangled as a query name, so "session.id", "session id" and "session[id"
-// are all session_id; names are not percent-decoded and keep their case);
-// "session_id[]" is an array, which is refused. A cookie item is split at
-// ';', as PHP splits, and also at ',' (old clients re-send raw Set-Cookie
-// lines joined by commas, and PHP's built-in server joins several Cookie
-// lines with ", ": the session id must not reach amoCRM even inside
-// another cookie's value); the session cookie goes with the Set-Cookie
-// attributes that follow it. Every other byte stays.
+// the cookie's value.
+//
+// PHP (main/php_variables.c) splits a Cookie line at ';' only, skips a
+// name's leading white space and mangles it as a query name, so
+// "session.id", "session id" and "session[id" are all session_id (names are
+// not percent-decoded and keep their case); "session_id[]" is an array,
+// which is refused. Old clients re-send raw Set-Cookie lines joined by
+// commas, and PHP's built-in server joins several Cookie lines with ", ",
+// so each of PHP's items is also looked into at ',': an item that holds
+// the session cookie, first or after a comma, is removed whole (what PHP
+// reads from it carries the session id), and so are the items right after
+// it that hold only Set-Cookie attributes (path, expires, ...). A name that
+// is the session cookie's only once white space after it is trimmed (PHP
+// reads "session_id =" as session_id_) is refused. Every other byte stays,
+// so PHP reads every other cookie as before.
 func stripCookies(h http.Header, name string) (lines []string, changed bool, id string, err *Error) {
 	vals := h["Cookie"]
 	if name, _ = phpVarName(name); name == "" {
@@ -88,19 +96,42 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 		drops := 0
 		for k := 0; k < len(items); k++ {
 			n, val, _ := strings.Cut(v[items[k].a:items[k].b], "=")
-			pn, array := phpVarName(trimSpaceLeft(trimOWS(n)))
+			pn, array := phpVarName(trimSpaceLeft(n))
 			if pn != name {
+				if tn, _ := phpVarName(trimSpaceLeft(trimOWS(n))); tn == name {
+					ids.fail(Malformed("the session cookie's name is followed by white space"))
+				}
 				continue
 			}
 			if array {
 				ids.fail(Malformed("the session cookie is given as an array"))
 			}
 			ids.add(trimOWS(val))
-			items[k].drop = true
 			drops++
-			for k+1 < len(items) && isCookieAttr(v[items[k+1].a:items[k+1].b]) {
-				k++
-				items[k].drop = true
+			// The whole PHP item goes: back to its start, on to its end.
+			start := k
+			for !items[start].phpStart {
+				start--
+			}
+			for i := start; i < len(items) && (i == start || !items[i].phpStart); i++ {
+				items[i].drop = true
+				k = i
+			}
+			// Then the PHP items that are only Set-Cookie attributes.
+			for k+1 < len(items) {
+				end := k + 1
+				all := true
+				for i := k + 1; i < len(items) && (i == k+1 || !items[i].phpStart); i++ {
+					all = all && isCookieAttr(v[items[i].a:items[i].b])
+					end = i
+				}
+				if !all {
+					break
+				}
+				for i := k + 1; i <= end; i++ {
+					items[i].drop = true
+				}
+				k = end
 			}
 		}
 		if drops == 0 {
@@ -153,7 +184,7 @@ func splitCookieLine(v string, items []cookieItem) []cookieItem {
 				break
 			}
 		}
-		items = append(items, cookieItem{a: i, b: j})
+		items = append(items, cookieItem{a: i, b: j, phpStart: i == 0 || v[i-1] == ';'})
 		if j == len(v) {
 			return items
 		}

@@ -41,3 +41,28 @@ func TestPHPCookieNames(t *testing.T) {
 		}
 	}
 }
+
+// TestPHPCookieItems: PHP splits a Cookie line at ';' only. An item that
+// holds the session cookie (also after a comma) goes whole, then the items
+// that are only Set-Cookie attributes; every other item stays as PHP reads it.
+func TestPHPCookieItems(t *testing.T) {
+	tests := []struct{ in, out string }{
+		{"a=1, session_id=s1; b=2", "b=2"},                                // PHP: a = "1, session_id=s1"
+		{"session_id=s1, c=3; b=2", "b=2"},                                // PHP: session_id = "s1, c=3"
+		{"session_id=s1; path=/; secure; HttpOnly, o=1", "HttpOnly, o=1"}, // PHP: "HttpOnly,_o" = 1
+		{"x=1; session.id=s1; Max-Age=900; Expires=Wed, 21 Oct 2037 07:28:00 GMT; y=2", "x=1; y=2"},
+	}
+	for _, tt := range tests {
+		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/x"}, Header: http.Header{"Cookie": {tt.in}}, Body: http.NoBody}
+		f, err := Strip(r, Options{})
+		if err != nil || f.SessionID != "s1" || r.Header.Get("Cookie") != tt.out {
+			t.Errorf("%q: %+v, %v, left %q, want %q", tt.in, f, err, r.Header["Cookie"], tt.out)
+		}
+	}
+	for _, in := range []string{"session_id =s1", "a=1; session.id\t=s1"} {
+		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/x"}, Header: http.Header{"Cookie": {in}}, Body: http.NoBody}
+		if _, err := Strip(r, Options{}); err == nil {
+			t.Errorf("%q: accepted; PHP reads session_id_", in)
+		}
+	}
+}

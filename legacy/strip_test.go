@@ -215,9 +215,9 @@ func TestStripShapes(t *testing.T) {
 		{"cookie several lines", req{target: "/x", cookies: []string{"a=1", "session_id=abc", "b=2; session_id=abc"}},
 			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"a=1", "b=2"}}},
 		{"cookie raw set-cookie lines", req{target: "/x", cookies: []string{"session_id=abc; path=/; secure; HttpOnly, other=1; path=/"}},
-			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"other=1; path=/"}}},
+			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"HttpOnly, other=1; path=/"}}}, // PHP reads "HttpOnly,_other"
 		{"cookie raw set-cookie with expires", req{target: "/x", cookies: []string{"other=1; Path=/, session_id=abc; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=900; SameSite=Lax, x=2"}},
-			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"other=1; Path=/, x=2"}}},
+			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"other=1; SameSite=Lax, x=2"}}}, // PHP read Path="/, session_id=abc"
 		{"cookie name exact", req{target: "/x", cookies: []string{"xsession_id=1; session_idx=2; Session_ID=3"}},
 			want{query: same, body: same}},
 		{"cookie emptied", req{target: "/x", cookies: []string{"a=1; session_id="}},
