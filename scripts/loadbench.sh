@@ -313,10 +313,35 @@ if [[ "$MODE" == compare || "$MODE" == all ]]; then
 fi
 
 # --- scale -------------------------------------------------------------------
+# rss_detail PID: "VmRSS MB (anon MB + file MB)": file pages are the store's
+# memory-mapped tables, which the kernel may drop at will.
+rss_detail() {
+	awk '/^VmRSS/ { r = $2 } /^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } /^RssShmem/ { f += $2 }
+		END { printf "%.0f MB (anon %.0f + file %.0f)", r / 1024, a / 1024, f / 1024 }' "/proc/$1/status"
+}
+rss_anon_mb() { awk '/^RssAnon/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+# loadgen_run NAME ARGS...: runs loadgen, prints its line, keeps it in $WORK/NAME.txt.
+loadgen_run() {
+	local name="$1"
+	shift
+	"$WORK/bin/loadgen" "$@" | tee "$WORK/$name.txt"
+}
+# field NAME KEY: KEY's value (rps, p99, ...) in loadgen's line NAME, without "ms".
+field() { tr ' ' '\n' <"$WORK/$1.txt" | awk -F= -v k="$2" '$1 == k { sub(/ms$/, "", $2); print $2 }'; }
+
+# profile NAME WHAT: with PROFILE=DIR, saves Caddy's WHAT profile (heap, or
+# "profile?seconds=N" for CPU) from its admin endpoint as DIR/NAME.pb.gz.
+profile() {
+	[[ -n "${PROFILE:-}" ]] || return 0
+	mkdir -p "$PROFILE"
+	curl -s -o "$PROFILE/$1.pb.gz" "http://127.0.0.1:$S_ADMIN/debug/pprof/$2" || log "profile $1 failed"
+}
+
 if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	log "seeding $SCALE_USERS users into an encrypted store"
 	t0="$(now_ms)"
-	"$WORK/bin/seed" -store "$WORK/store-scale" -users "$SCALE_USERS" -key "$STORE_KEY"
+	"$WORK/bin/seed" -store "$WORK/store-scale" -users "$SCALE_USERS" -key "$STORE_KEY" -workers "${SEED_WORKERS:-512}"
 	seed_ms=$(($(now_ms) - t0))
 	S_ADMIN="$(free_port)" S_HTTP="$(free_port)"
 	start_caddy caddy-scale "$(caddyfile_amocrm caddy-scale "$S_ADMIN" "$S_HTTP" "$WORK/store-scale")" "$S_HTTP"
@@ -324,22 +349,42 @@ if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	USER0="http://127.0.0.1:$S_HTTP/api/v2/leads?USER_LOGIN=user0%40example.com&USER_HASH=000000000000000000000000000000000000a5a5"
 	first_ms="$(first_ok_ms "$USER0")"
 	sleep 1
-	rss_start="$(rss_mb "$S_PID")"
+	rss_start="$(rss_mb "$S_PID")" anon_start="$(rss_anon_mb "$S_PID")"
+	profile heap-start heap
 	printf '\nscale: %d users (seeded in %d ms), store %s on disk\n' "$SCALE_USERS" "$seed_ms" "$(du -sh "$WORK/store-scale" | cut -f1)"
-	printf '  Caddy start to listening        : %d ms; to the first 200: %d ms; RSS %s MB\n' "$READY_MS" "$first_ms" "$rss_start"
+	printf '  Caddy start to listening        : %d ms; to the first 200: %d ms; RSS %s\n' "$READY_MS" "$first_ms" "$(rss_detail "$S_PID")"
+	printf '  one user (-c %d, %s)            : ' "$SCALE_CONNS" "$DURATION"
+	loadgen_run one -url "http://127.0.0.1:$S_HTTP" -users 1 -mode random -c "$SCALE_CONNS" -d "$DURATION"
 	printf '  cold, every user once (-c %d)   : ' "$SCALE_CONNS"
-	"$WORK/bin/loadgen" -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode seq -c "$SCALE_CONNS"
-	rss_cold="$(rss_mb "$S_PID")"
-	printf '  RSS with every user cached      : %s MB (%.2f KB per user over the start)\n' "$rss_cold" \
-		"$(awk -v a="$rss_cold" -v b="$rss_start" -v n="$SCALE_USERS" 'BEGIN { print (a - b) * 1024 / n }')"
+	loadgen_run cold -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode seq -c "$SCALE_CONNS"
+	profile heap-cold heap
+	rss_cold="$(rss_mb "$S_PID")" anon_cold="$(rss_anon_mb "$S_PID")"
+	printf '  RSS with every user touched     : %s\n' "$(rss_detail "$S_PID")"
 	printf '  warm, random users (-c %d, %s) : ' "$SCALE_CONNS" "$DURATION"
-	"$WORK/bin/loadgen" -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode random -c "$SCALE_CONNS" -d "$DURATION"
-	printf '  RSS after                       : %s MB\n' "$(rss_mb "$S_PID")"
+	if [[ -n "${PROFILE:-}" ]]; then
+		profile cpu-warm "profile?seconds=$(($(to_ms "$DURATION" | cut -d. -f1) / 1000 - 1))" &
+		prof_pid=$!
+	fi
+	loadgen_run warm -url "http://127.0.0.1:$S_HTTP" -users "$SCALE_USERS" -mode random -c "$SCALE_CONNS" -d "$DURATION"
+	[[ -z "${prof_pid:-}" ]] || wait "$prof_pid"
+	profile heap-warm heap
+	rss_warm="$(rss_mb "$S_PID")"
+	printf '  RSS after                       : %s\n' "$(rss_detail "$S_PID")"
 	kill "$S_PID"
 	wait "$S_PID" 2>/dev/null || true
 	# A restart on the full store: the store is opened at start, its cache is cold.
 	start_caddy caddy-scale2 "$(caddyfile_amocrm caddy-scale2 "$S_ADMIN" "$S_HTTP" "$WORK/store-scale")" "$S_HTTP"
-	first_ms="$(first_ok_ms "$USER0")"
+	first2_ms="$(first_ok_ms "$USER0")"
 	sleep 1
-	printf '  restart on the full store       : listening in %d ms, first 200 in %d ms; RSS %s MB\n' "$READY_MS" "$first_ms" "$(rss_mb "$CADDY_PID")"
+	printf '  restart on the full store       : listening in %d ms, first 200 in %d ms; RSS %s\n' "$READY_MS" "$first2_ms" "$(rss_detail "$CADDY_PID")"
+	awk -v n="$SCALE_USERS" -v rs="$rss_start" -v rc="$rss_cold" -v rw="$rss_warm" -v as="$anon_start" -v ac="$anon_cold" \
+		-v cr="$(field cold rps)" -v c99="$(field cold p99)" -v wr="$(field warm rps)" -v w99="$(field warm p99)" \
+		-v o99="$(field one p99)" -v ready="$READY_MS" -v first="$first_ms" 'BEGIN {
+		printf "summary (targets of issue 12):\n"
+		printf "  RSS per user over the start      : %.2f KiB (anon %.2f KiB); peak RSS %.0f MB (target <= 1 KiB per user, <= 1,500 MB)\n",
+			(rc - rs) * 1024 / n, (ac - as) * 1024 / n, (rw > rc ? rw : rc)
+		printf "  warm / cold throughput           : %.0f / %.0f req/s = %.2f (target >= 1)\n", wr, cr, wr / cr
+		printf "  p99 warm / cold / one user       : %.2f / %.2f / %.2f ms; warm/one = %.2f (target <= 2)\n", w99, c99, o99, w99 / o99
+		printf "  start to listening / first 200   : %d / %d ms (target <= 1000 each)\n", ready, first
+	}'
 fi
