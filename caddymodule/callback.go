@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/amobridge/amobridge/exchange"
 	"github.com/amobridge/amobridge/legacy"
 )
 
@@ -32,10 +34,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		legacy.WriteError(w, storeUnavailable(), time.Now())
 		return nil
 	}
-	if err := br.HandleCallback(r.URL.Query()); err != nil {
+	if err := br.HandleCallback(r.URL.Query()); errors.Is(err, exchange.ErrBadCallback) {
 		h.logger.Info("callback refused", zap.String("error", safeError(err)))
 		legacy.WriteError(w, &legacy.Error{Status: http.StatusBadRequest, Code: "400",
 			Text: "unknown, expired or reused state, or not our client_id"}, time.Now())
+		return nil
+	} else if err != nil {
+		// The store is unreachable (Redis down): amoCRM does not call
+		// again, so this exchange is lost; the user's next request after
+		// exchange_interval exchanges again.
+		h.logger.Error("callback not taken: the token store is unavailable", zap.String("error", safeError(err)))
+		legacy.WriteError(w, storeUnavailable(), time.Now())
 		return nil
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

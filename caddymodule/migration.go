@@ -29,9 +29,13 @@ const maxMigrationBody = 16 << 20
 // migrationWorkers is how many users of one bulk exchange are exchanged at
 // once. amoCRM's limits hold per user, and every call to amoCRM takes its
 // turn in the account's budget (the one forwarded requests share): the
-// broker enforces both. Before each user a worker waits until the budget
-// has a turn free, so a bulk exchange never crowds out live traffic.
+// broker enforces both. A user whose turn is too far away (the budget is
+// busy) is tried again when the broker says, up to migrationBusyTries times.
 const migrationWorkers = 4
+
+// migrationBusyTries bounds how often one user of a bulk exchange waits
+// for the account's busy budget.
+const migrationBusyTries = 100
 
 // MigrationUser is one line of a bulk exchange list.
 type MigrationUser struct {
@@ -173,11 +177,7 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 			for i := range jobs {
 				u := &users[i]
 				var res MigrationResult
-				if err := br.WaitIdle(ctx, u.Account); err != nil {
-					res = MigrationResult{Account: u.Account, Login: u.Login, Status: "failed", Detail: "stopped"}
-				} else {
-					res = migrateOne(ctx, br, s.account(u.Account), u)
-				}
+				res = migrateOne(ctx, br, s.account(u.Account), u)
 				u.APIKey = "" // used once, never kept
 				m.mu.Lock()
 				m.results[i] = res
@@ -207,7 +207,19 @@ func (b *backend) startMigration(users []MigrationUser) (*migration, error) {
 
 func migrateOne(ctx context.Context, br *exchange.Broker, acct exchange.Account, u *MigrationUser) MigrationResult {
 	res := MigrationResult{Account: u.Account, Login: u.Login}
-	_, err := br.Token(ctx, acct, u.Login, u.APIKey)
+	var err error
+	for range migrationBusyTries {
+		_, err = br.Token(ctx, acct, u.Login, u.APIKey)
+		var ee *exchange.Error
+		if !errors.As(err, &ee) || ee.Kind != exchange.KindBusy {
+			break
+		}
+		select {
+		case <-time.After(ee.RetryAfter):
+		case <-ctx.Done():
+			return MigrationResult{Account: u.Account, Login: u.Login, Status: "failed", Detail: "stopped"}
+		}
+	}
 	if err == nil {
 		res.Status = "ok"
 		return res

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,11 +41,10 @@ type Broker struct {
 
 	exchanges singleflight.Group // one exchange flight per user
 	refreshes singleflight.Group // one refresh flight per user
-	seed      maphash.Seed
-	stripes   [64]sync.Mutex // serialize the writes of one user's token (never held across a call to amoCRM)
 
-	wmu     sync.Mutex
-	waiters map[string]*waiter // pending state → the flight waiting for its code
+	wmu         sync.Mutex
+	waiters     map[string]*waiter // pending state → the flight waiting for its code
+	unsubscribe func()             // stops the store's change events
 
 	fmu      sync.Mutex
 	failures map[string]time.Time // user → when a refresh last failed (transiently)
@@ -55,8 +53,7 @@ type Broker struct {
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
 	info  infoCache
-	pace  *accountLimiter // the per-account budget toward amoCRM
-	guard guard           // restrains clients whose keys amoCRM rejects
+	guard guard // restrains clients whose keys amoCRM rejects
 
 	// Pacing of background work; tests shorten them.
 	keeperPause time.Duration // between two keeper refreshes (amoCRM allows ~7 calls/s)
@@ -80,14 +77,12 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 	b := &Broker{
 		store:       s,
 		defClient:   newDefaultClient(),
-		seed:        maphash.MakeSeed(),
 		waiters:     make(map[string]*waiter),
 		failures:    make(map[string]time.Time),
 		bases:       make(map[string]string),
 		keeperPause: 200 * time.Millisecond,
 		retryDelay:  time.Second,
 		backoff:     30 * time.Second,
-		pace:        newAccountLimiter(0),
 	}
 	b.info.init()
 	b.guard.init()
@@ -95,6 +90,7 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.unsubscribe = s.Subscribe(b.seen)
 	b.wg.Add(1)
 	go b.keeper()
 	return b, nil
@@ -102,27 +98,18 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 
 // SetConfig validates c and makes it the broker's configuration. Work
 // already under way finishes with the configuration it started with; the
-// rate limit changes pace, and every account keeps what it has spent.
+// rate limit changes pace, and every account's queue keeps its turns.
 func (b *Broker) SetConfig(c Config) error {
 	nc, err := c.normalize(b.defClient)
 	if err != nil {
 		return fmt.Errorf("exchange: config: %w", err)
 	}
 	b.cfg.Store(nc)
-	b.pace.setRate(nc.RateLimit)
 	return nil
 }
 
 // Config returns the configuration in force (defaults filled in).
 func (b *Broker) Config() Config { return *b.cfg.Load() }
-
-// Turn waits for the account's turn to send one request to amoCRM under
-// Config.RateLimit, and returns how long it waited. When the turn is
-// further away than maxWait (0: 5 seconds) it returns at once with
-// retryAfter > 0, taking no turn. It returns ctx's error if ctx ends first.
-func (b *Broker) Turn(ctx context.Context, account string, maxWait time.Duration) (waited, retryAfter time.Duration, err error) {
-	return b.pace.wait(ctx, account, maxWait)
-}
 
 // Close stops the keeper and every flight and waits for background work
 // (code grants under way) to end. It does not close the store.
@@ -134,6 +121,7 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	b.unsubscribe()
 	b.cancel()
 	b.wg.Wait()
 	b.defClient.CloseIdleConnections()
@@ -163,10 +151,7 @@ func (b *Broker) Revoke(ctx context.Context, account, login string) (bool, error
 		return false, newErr(KindInternal, "revoke", err)
 	}
 	uk := userKey(account, login)
-	mu := b.stripe(uk)
-	mu.Lock()
 	err := b.store.Delete(ctx, account, login)
-	mu.Unlock()
 	if err != nil {
 		return false, newErr(KindInternal, "revoke", err)
 	}
@@ -193,11 +178,6 @@ func userKey(account, login string) string { return account + "\x00" + login }
 
 func userFields(account, login string) []zap.Field {
 	return []zap.Field{zap.String("account", account), zap.String("login", login)}
-}
-
-// stripe returns the lock serializing writes of the user's token.
-func (b *Broker) stripe(uk string) *sync.Mutex {
-	return &b.stripes[maphash.String(b.seed, uk)%uint64(len(b.stripes))]
 }
 
 // fresh reports whether t's access token is usable beyond ahead.

@@ -96,10 +96,7 @@ func (b *Broker) completeCode(p tokenstore.Pending, state, code string) {
 				Expiry: ot.Expiry, IssuedAt: now, LastUsed: now,
 			}
 			uk := userKey(p.Account, p.Login)
-			mu := b.stripe(uk)
-			mu.Lock()
 			err := b.store.Put(ctx, t)
-			mu.Unlock()
 			if err != nil {
 				log.Error("tokens obtained but not stored; the user must exchange again", zap.Error(err))
 				b.finish(state, nil, newErr(KindInternal, op, err))

@@ -128,12 +128,19 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 	}); err != nil {
 		return r, newErr(KindInternal, op, err)
 	}
-	att := tokenstore.Attempt{Account: a.Name, Login: login, At: now, KeyHash: kh}
-	if err := b.store.PutAttempt(ctx, att); err != nil {
+	// The claim is amoCRM's limit made atomic: however many processes
+	// share the store, one claim per interval wins.
+	att, claimed, err := b.store.ClaimAttempt(ctx, tokenstore.Attempt{Account: a.Name, Login: login, At: now, KeyHash: kh}, c.ExchangeInterval)
+	if err != nil {
 		b.dropPending(state)
 		return r, newErr(KindInternal, op, err)
 	}
-	w := b.addWaiter(state)
+	if !claimed {
+		b.dropPending(state)
+		log.Debug("another process claimed the exchange first")
+		return r, &Error{Kind: KindLimited, Op: op, RetryAfter: max(time.Second, att.At.Add(c.ExchangeInterval).Sub(now)), Err: errTooOften}
+	}
+	w := b.addWaiter(state, &waiter{account: a.Name, login: login, kh: kh, since: att.At})
 	defer b.dropWaiter(state, w)
 
 	log.Info("exchanging the API key")
@@ -174,18 +181,24 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 
 	timer := time.NewTimer(c.ExchangeTimeout)
 	defer timer.Stop()
-	select {
-	case <-w.done:
-		if w.err != nil {
-			return r, w.err
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	for {
+		select {
+		case <-w.done:
+			if w.err != nil {
+				return r, w.err
+			}
+			r.tok = w.tok
+			return r, nil
+		case <-poll.C:
+			b.look(state, w)
+		case <-timer.C:
+			log.Warn("no authorization code in time; a later code still completes the exchange", zap.Duration("timeout", c.ExchangeTimeout))
+			return r, &Error{Kind: KindTimeout, Op: op, Err: errNoCode}
+		case <-ctx.Done():
+			return r, newErr(KindInternal, op, ErrClosed)
 		}
-		r.tok = w.tok
-		return r, nil
-	case <-timer.C:
-		log.Warn("no authorization code in time; a later code still completes the exchange", zap.Duration("timeout", c.ExchangeTimeout))
-		return r, &Error{Kind: KindTimeout, Op: op, Err: errNoCode}
-	case <-ctx.Done():
-		return r, newErr(KindInternal, op, ErrClosed)
 	}
 }
 
@@ -196,19 +209,61 @@ func (b *Broker) dropPending(state string) {
 	_, _ = b.store.TakePending(ctx, state)
 }
 
-// waiter is a flight waiting for the code of its own state.
+// waiter is a flight waiting for the code of its own state. The code may
+// reach this process's callback (finish), or another process's sharing the
+// store: then the stored token tells (seen), on the store's change events
+// or by polling.
 type waiter struct {
 	done chan struct{} // closed when tok or err is set
 	tok  *tokenstore.Token
 	err  error
+
+	account, login string
+	kh             []byte    // the key the flight exchanged
+	since          time.Time // when the flight made its attempt
 }
 
-func (b *Broker) addWaiter(state string) *waiter {
-	w := &waiter{done: make(chan struct{})}
+func (b *Broker) addWaiter(state string, w *waiter) *waiter {
+	w.done = make(chan struct{})
 	b.wmu.Lock()
 	b.waiters[state] = w
 	b.wmu.Unlock()
 	return w
+}
+
+// pollEvery is how often a flight waiting for its code looks at the store,
+// in case another process stored the token and its change event was lost.
+const pollEvery = time.Second
+
+// seen finishes the flights waiting for a token of account and login (all
+// flights, if account is "") that the store now holds: stored by another
+// process whose callback took the code.
+func (b *Broker) seen(account, login string) {
+	type cand struct {
+		state string
+		w     *waiter
+	}
+	var cands []cand
+	b.wmu.Lock()
+	for state, w := range b.waiters {
+		if account == "" || (w.account == account && w.login == login) {
+			cands = append(cands, cand{state, w})
+		}
+	}
+	b.wmu.Unlock()
+	for _, c := range cands {
+		b.look(c.state, c.w)
+	}
+}
+
+// look finishes w's flight if the store holds the token its exchange got.
+func (b *Broker) look(state string, w *waiter) {
+	ctx, cancel := context.WithTimeout(b.ctx, callbackTimeout)
+	defer cancel()
+	t, err := b.store.Get(ctx, w.account, w.login)
+	if err == nil && keyMatches(t, w.kh) && !t.IssuedAt.Before(w.since) && t.RefreshToken != "" {
+		b.finish(state, t, nil)
+	}
 }
 
 func (b *Broker) dropWaiter(state string, w *waiter) {

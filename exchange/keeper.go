@@ -26,9 +26,19 @@ func (b *Broker) keeper() {
 // keepOnce refreshes every pair obtained longer than KeepAlive ago (so that
 // no refresh token reaches the end of its 3 months unused), one at a time
 // and paced, then sweeps the store. It returns how many pairs it refreshed.
+//
+// In a cluster only the holder of the keeper's lease refreshes and counts;
+// every process sweeps (what it persists is its own: last-use times).
 func (b *Broker) keepOnce() int {
 	c := b.cfg.Load()
 	ctx := b.ctx
+	if held, err := b.store.Lease(ctx, "keeper", 3*c.KeeperInterval); err != nil || !held {
+		if err != nil && ctx.Err() == nil {
+			c.Logger.Warn("keeper lease not taken", zap.Error(err))
+		}
+		b.sweep(c)
+		return 0
+	}
 	now := c.Now()
 	type stale struct{ account, login, access string }
 	var todo []stale
@@ -68,15 +78,20 @@ func (b *Broker) keepOnce() int {
 		}
 		n++
 	}
-	if removed, err := b.store.Sweep(ctx, c.Now()); err != nil {
-		if ctx.Err() == nil {
+	b.sweep(c)
+	return n
+}
+
+// sweep has the store drop expired records and persist last-use times.
+func (b *Broker) sweep(c *Config) {
+	if removed, err := b.store.Sweep(b.ctx, c.Now()); err != nil {
+		if b.ctx.Err() == nil {
 			c.Logger.Error("store sweep failed", zap.Error(err))
 		}
 	} else if removed > 0 {
 		c.Logger.Debug("store swept", zap.Int("removed", removed))
 	}
 	b.info.prune(c.Now())
-	return n
 }
 
 // TokenCounts is the keeper's census of the stored tokens, taken at each

@@ -3,6 +3,7 @@ package exchange
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,6 +31,10 @@ func (b *Broker) refresh(ctx context.Context, a Account, login, stale string) (*
 		return nil, ctxErr("refresh", ctx)
 	}
 }
+
+// lockWait bounds how long a refresh waits for the user's refresh lock:
+// longer than a refresh by another process takes (one call to amoCRM).
+const lockWait = 45 * time.Second
 
 // runRefresh is the body of a user's refresh flight, under the broker's
 // context. The refresh token it spends is the one in the store now, and the
@@ -63,6 +68,21 @@ func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (
 	ctx := b.ctx
 	uk := userKey(a.Name, login)
 	log := c.Logger.With(userFields(a.Name, login)...)
+
+	// One refresh of the user at a time across every process sharing the
+	// store: a refresh token is single-use. After taking the lock, the pair
+	// is read again: another process may have refreshed it meanwhile.
+	lctx, lcancel := context.WithTimeout(ctx, lockWait)
+	unlock, err := b.store.Lock(lctx, "refresh/"+uk)
+	lcancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, newErr(KindInternal, op, ErrClosed)
+		}
+		log.Warn("refresh lock not taken", zap.Error(err))
+		return nil, newErr(KindInternal, op, fmt.Errorf("refresh lock: %w", err))
+	}
+	defer unlock()
 	now := c.Now()
 
 	cur, err := b.store.Get(ctx, a.Name, login)
@@ -104,30 +124,29 @@ func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (
 	nt.AccessToken, nt.RefreshToken = ot.AccessToken, ot.RefreshToken
 	nt.Expiry, nt.IssuedAt = ot.Expiry, now
 
-	mu := b.stripe(uk)
-	mu.Lock()
-	latest, err := b.store.Get(ctx, a.Name, login)
-	switch {
-	case err == nil && latest.RefreshToken == spent:
-		err = b.store.Put(ctx, &nt)
-		mu.Unlock()
-		if err != nil {
-			log.Error("refreshed pair not stored; the user must exchange again", zap.Error(err))
-			return nil, newErr(KindInternal, op, err)
+	// A compare-and-set on the refresh token spent: a pair written by
+	// anyone else meanwhile (an exchange, a revoke) wins, and this one is
+	// discarded.
+	stored, err := b.store.Update(ctx, a.Name, login, func(t *tokenstore.Token) bool {
+		if t.RefreshToken != spent {
+			return false
 		}
+		*t = nt
+		return true
+	})
+	switch {
+	case err == nil && sameSecret(stored.AccessToken, nt.AccessToken):
 		b.clearFailure(uk)
 		log.Info("access token refreshed", zap.Time("expiry", nt.Expiry))
-		return &nt, nil
+		return stored, nil
 	case err == nil:
-		mu.Unlock()
-		log.Info("token replaced during the refresh; keeping the newer one")
-		return latest, nil
+		log.Warn("token replaced during the refresh; the refreshed pair is discarded")
+		return stored, nil
 	case errors.Is(err, tokenstore.ErrNotFound):
-		mu.Unlock()
 		log.Info("token revoked during the refresh")
 		return nil, newErr(KindWrongKey, op, errNoToken)
 	default:
-		mu.Unlock()
+		log.Error("refreshed pair not stored; the user must exchange again", zap.Error(err))
 		return nil, newErr(KindInternal, op, err)
 	}
 }
@@ -158,25 +177,13 @@ func (b *Broker) dropAccess(a Account, login, rejected string) {
 	})
 }
 
-// updateToken changes a copy of the stored token with fn and stores it if
-// fn says so, under the user's write lock.
+// updateToken changes the stored token with fn, if fn says so, as one
+// atomic step (Coordinator.Update).
 func (b *Broker) updateToken(a Account, login string, fn func(*tokenstore.Token) bool) {
 	c := b.cfg.Load()
-	mu := b.stripe(userKey(a.Name, login))
-	mu.Lock()
-	defer mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
 	defer cancel()
-	cur, err := b.store.Get(ctx, a.Name, login)
-	if err != nil {
-		return
-	}
-	t := *cur
-	t.KeyHash = append([]byte(nil), cur.KeyHash...)
-	if !fn(&t) {
-		return
-	}
-	if err := b.store.Put(ctx, &t); err != nil {
+	if _, err := b.store.Update(ctx, a.Name, login, fn); err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
 		c.Logger.Error("cannot update the stored token", append(userFields(a.Name, login), zap.Error(err))...)
 	}
 }

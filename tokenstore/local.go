@@ -78,6 +78,15 @@ func NewLocal(s Store) *Local {
 		queues: make(map[string]time.Time), subs: make(map[int]func(string, string))}
 }
 
+// Hold serializes a write of the user's token that is not an Update (a
+// Delete) with the user's Updates; call the returned function when done.
+// The store must not call it from within Put, which Update calls.
+func (l *Local) Hold(account, login string) (release func()) {
+	mu := l.stripe(account, login)
+	mu.Lock()
+	return mu.Unlock
+}
+
 func (l *Local) stripe(account, login string) *sync.Mutex {
 	return &l.stripes[maphash.String(l.seed, account+"\x00"+login)%uint64(len(l.stripes))]
 }

@@ -114,6 +114,7 @@ func (s *Badger) Delete(ctx context.Context, account, login string) error {
 	if len(key) > maxKeyLen {
 		return nil // never stored
 	}
+	defer s.Hold(account, login)() // not under an Update's feet
 	k := ukey{account, login}
 	sh := s.cache.shard(k)
 	sh.wmu.Lock()
