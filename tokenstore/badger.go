@@ -41,6 +41,12 @@ type Options struct {
 	// DefaultAttemptTTL. It bounds the records that exchanges for unknown
 	// or mistyped logins leave behind.
 	AttemptTTL time.Duration
+
+	// CacheSize is how many users' tokens are kept in memory, the users
+	// most recently asked for; 0 means DefaultCacheSize. A token costs
+	// about 1.3 KiB of heap in the cache (amoCRM's tokens); a user
+	// evicted from it is read from Badger again on their next request.
+	CacheSize int
 }
 
 // Badger is the Store kept in a Badger database, with an in-memory cache of
@@ -96,6 +102,9 @@ func Open(o Options) (*Badger, error) {
 	if o.AttemptTTL < 0 {
 		return nil, errors.New("tokenstore: negative AttemptTTL")
 	}
+	if o.CacheSize < 0 {
+		return nil, errors.New("tokenstore: negative CacheSize")
+	}
 
 	var lock *dirLock
 	if !o.InMemory {
@@ -124,7 +133,7 @@ func Open(o Options) (*Badger, error) {
 	if s.attemptTTL == 0 {
 		s.attemptTTL = DefaultAttemptTTL
 	}
-	s.cache.init()
+	s.cache.init(o.CacheSize)
 	if s.secret, err = s.loadSecret(); err != nil {
 		_ = db.Close()
 		lock.release()

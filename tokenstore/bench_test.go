@@ -96,6 +96,47 @@ func BenchmarkGetParallelOneUser(b *testing.B) {
 	})
 }
 
+// BenchmarkGetEvicted: random users of an encrypted store on disk whose
+// cache is far smaller than the users (one token per shard), so that
+// nearly every Get reads the database: what a user evicted from the cache
+// pays on their next request. BENCH_EVICTED_USERS sets the users (20,000).
+func BenchmarkGetEvicted(b *testing.B) {
+	users := 20000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_EVICTED_USERS")); err == nil && v > 0 {
+		users = v
+	}
+	dir := b.TempDir()
+	s, err := Open(Options{Path: dir, EncryptionKey: make([]byte, 32), CacheSize: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	wb := s.db.NewWriteBatch()
+	for i := 0; i < users; i++ {
+		if err := wb.Set(pairKey(prefixToken, "acme", userLogin(i)), encodeToken(realisticToken(r, "acme", userLogin(i)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	logins := make([]string, users)
+	for i := range logins {
+		logins[i] = userLogin(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Get(bg, "acme", logins[r.IntN(users)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	_, evicted := s.cache.stats()
+	b.ReportMetric(float64(evicted)/float64(b.N), "evictions/op")
+}
+
 // BenchmarkGetMissCached: a login without a token, answered from the negative cache.
 func BenchmarkGetMissCached(b *testing.B) {
 	s := openMem(b)

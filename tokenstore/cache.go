@@ -8,10 +8,18 @@ import (
 	"time"
 )
 
-// The token cache: every token read or written is kept in memory (their
-// number is bounded by the users who have a token); "no token" answers are
-// kept too, but at most negativeCap of them, so that requests for random
-// logins cannot grow memory without bound.
+// The token cache holds the tokens of the users most recently asked for,
+// at most Options.CacheSize of them (DefaultCacheSize), so that a cached
+// user's Get is a map lookup that allocates nothing. Past the bound, a
+// CLOCK (second chance) hand evicts users not asked for since it last passed
+// them; an evicted user's next Get reads Badger once (tens of microseconds)
+// and caches the token again. "No token" answers are kept too, but at most
+// negativeCap of them, so that requests for random logins cannot grow
+// memory without bound.
+//
+// A cached token costs about 1.3 KiB of heap with amoCRM-sized tokens (its
+// record, its Token, its map slot and entry): see docs/performance.md for
+// the measurements behind DefaultCacheSize.
 const (
 	numShards      = 64
 	negativeCap    = 10000
@@ -19,14 +27,22 @@ const (
 	maxNegativeKey = 1024 // longer (account, login) pairs are not cached as missing
 )
 
+// DefaultCacheSize is how many users' tokens the cache holds when
+// Options.CacheSize is 0: about 280 MB of heap (560 MB of RSS at Go's
+// default GOGC) with amoCRM's tokens.
+const DefaultCacheSize = 200000
+
 // ukey is a cache key. A struct of two strings: looking it up allocates nothing.
 type ukey struct{ account, login string }
 
 // entry is a cached token and its latest use, which Touch advances without
-// a lock and the store persists lazily.
+// a lock and the store persists lazily. The map key of an entry is always
+// {tok.Account, tok.Login}: the key shares the token's memory.
 type entry struct {
 	tok      *Token       // guarded by shard.mu; replaced, never modified
 	lastUsed atomic.Int64 // Unix nanoseconds; 0 = never
+	ref      atomic.Bool  // asked for since the clock hand last passed
+	slot     int32        // index in shard.clock; guarded by shard.mu
 }
 
 // negSlot is one place of a shard's negative-cache clock.
@@ -38,17 +54,22 @@ type negSlot struct {
 
 // shard is one part of the cache, with its own locks.
 type shard struct {
-	mu   sync.RWMutex
-	pos  map[ukey]*entry
-	neg  map[ukey]int // index into ring
-	ring []negSlot    // CLOCK of negative entries, allocated on first use
-	hand int
-	gen  uint64 // counts writes (set, remove); a miss may fill only if unchanged
+	mu    sync.RWMutex
+	pos   map[ukey]*entry
+	clock []*entry     // the cached entries, in the order the CLOCK hand visits them
+	phand int          // the positive clock's hand
+	max   int          // at most this many entries in pos
+	neg   map[ukey]int // index into ring
+	ring  []negSlot    // CLOCK of negative entries, allocated on first use
+	hand  int
+	gen   uint64 // counts writes (set, remove); a miss may fill only if unchanged
 
 	// wmu serialises the writes of this shard's tokens, each Badger write
 	// together with the cache update after it, so that the cache ends in
 	// the state of the last write.
 	wmu sync.Mutex
+
+	evictions atomic.Uint64
 
 	_ [64]byte // keep shards' locks on different cache lines
 }
@@ -59,11 +80,18 @@ type cache struct {
 	shards [numShards]shard
 }
 
-func (c *cache) init() {
+// init prepares the cache for at most size tokens (rounded up to a
+// multiple of numShards); 0 (or less) means DefaultCacheSize.
+func (c *cache) init(size int) {
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
 	c.seed = maphash.MakeSeed()
+	per := max(1, (size+numShards-1)/numShards)
 	for i := range c.shards {
 		c.shards[i].pos = make(map[ukey]*entry)
 		c.shards[i].neg = make(map[ukey]int)
+		c.shards[i].max = per
 	}
 }
 
@@ -74,6 +102,18 @@ func (c *cache) shard(k ukey) *shard {
 	return &c.shards[h%numShards]
 }
 
+// stats returns how many tokens are cached and how many were evicted.
+func (c *cache) stats() (cached int, evicted uint64) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		cached += len(sh.pos)
+		sh.mu.RUnlock()
+		evicted += sh.evictions.Load()
+	}
+	return cached, evicted
+}
+
 // get looks k up. hit is true if the cache knows the answer: the token, or
 // nil for "no token". On a miss it returns the shard's generation, to pass
 // to fill.
@@ -81,6 +121,9 @@ func (sh *shard) get(k ukey) (t *Token, hit bool, gen uint64) {
 	sh.mu.RLock()
 	if e, ok := sh.pos[k]; ok {
 		t = e.tok
+		if !e.ref.Load() {
+			e.ref.Store(true)
+		}
 		sh.mu.RUnlock()
 		return t, true, 0
 	}
@@ -110,27 +153,37 @@ func (sh *shard) fill(k ukey, t *Token, gen uint64) *Token {
 	if sh.gen != gen {
 		return t
 	}
-	k = cloneKey(k)
 	if t != nil {
-		sh.pos[k] = newEntry(t)
+		if ownKey(k, t) {
+			sh.insert(t)
+		}
 	} else {
-		sh.addNegative(k)
+		sh.addNegative(cloneKey(k))
 	}
 	return t
 }
 
-// set caches t after a successful write of it.
+// set caches t, stored under k, after a successful write of it.
 func (sh *shard) set(k ukey, t *Token) {
+	t = packToken(t)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.gen++
 	sh.removeNegative(k)
-	if e, ok := sh.pos[k]; ok {
-		e.tok = t
-		advance(&e.lastUsed, nanos(t.LastUsed))
+	if !ownKey(k, t) { // not expected: Put stores a token under its names
+		sh.drop(k)
 		return
 	}
-	sh.pos[cloneKey(k)] = newEntry(t)
+	if e, ok := sh.pos[k]; ok {
+		// Re-key the entry with the new token's strings, so that the
+		// map key does not keep the old token's memory alive.
+		delete(sh.pos, k)
+		e.tok = t
+		advance(&e.lastUsed, nanos(t.LastUsed))
+		sh.pos[ukey{t.Account, t.Login}] = e
+		return
+	}
+	sh.insert(t)
 }
 
 // remove records that k has no token, after a successful delete.
@@ -138,7 +191,7 @@ func (sh *shard) remove(k ukey) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.gen++
-	delete(sh.pos, k)
+	sh.drop(k)
 	if _, ok := sh.neg[k]; !ok {
 		sh.addNegative(cloneKey(k))
 	}
@@ -150,7 +203,7 @@ func (sh *shard) forget(k ukey) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.gen++
-	delete(sh.pos, k)
+	sh.drop(k)
 	sh.removeNegative(k)
 }
 
@@ -172,6 +225,79 @@ func (sh *shard) lastUsed(k ukey, t *Token) int64 {
 		return e.lastUsed.Load()
 	}
 	return 0
+}
+
+// insert caches t (not cached yet) under its own names, evicting another
+// user's token if the shard is full. Needs mu.
+func (sh *shard) insert(t *Token) {
+	e := newEntry(t)
+	if len(sh.clock) < sh.max {
+		e.slot = int32(len(sh.clock))
+		sh.clock = append(sh.clock, e)
+	} else {
+		for {
+			i := sh.phand
+			sh.phand = (sh.phand + 1) % len(sh.clock)
+			v := sh.clock[i]
+			if v.ref.Load() {
+				v.ref.Store(false) // asked for since the last pass: a second chance
+				continue
+			}
+			// v's last use, if newer than the stored one, is not persisted:
+			// it is approximate anyway (see lastUsedResolution).
+			delete(sh.pos, ukey{v.tok.Account, v.tok.Login})
+			sh.evictions.Add(1)
+			e.slot = int32(i)
+			sh.clock[i] = e
+			break
+		}
+	}
+	sh.pos[ukey{t.Account, t.Login}] = e
+}
+
+// drop removes k's token from the cache, if cached. Needs mu.
+func (sh *shard) drop(k ukey) {
+	e, ok := sh.pos[k]
+	if !ok {
+		return
+	}
+	delete(sh.pos, k)
+	last := len(sh.clock) - 1
+	if int(e.slot) != last {
+		m := sh.clock[last]
+		m.slot = e.slot
+		sh.clock[e.slot] = m
+	}
+	sh.clock[last] = nil
+	sh.clock = sh.clock[:last]
+	if sh.phand >= len(sh.clock) {
+		sh.phand = 0
+	}
+}
+
+// ownKey reports whether t is stored under its own names, k: only such a
+// token is cached, under a key made of its own strings (eviction finds the
+// key from the token).
+func ownKey(k ukey, t *Token) bool {
+	return t.Account == k.account && t.Login == k.login
+}
+
+// packToken returns t with its strings in one allocation, as decodeToken
+// returns them (a token copied by Put has one per string). t is not changed.
+func packToken(t *Token) *Token {
+	n := len(t.Account) + len(t.Login) + len(t.AccessToken) + len(t.RefreshToken)
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(t.Account)
+	b.WriteString(t.Login)
+	b.WriteString(t.AccessToken)
+	b.WriteString(t.RefreshToken)
+	s := b.String()
+	p := *t
+	p.Account, s = s[:len(t.Account)], s[len(t.Account):]
+	p.Login, s = s[:len(t.Login)], s[len(t.Login):]
+	p.AccessToken, p.RefreshToken = s[:len(t.AccessToken)], s[len(t.AccessToken):]
+	return &p
 }
 
 // addNegative caches "no token" for k, evicting with a CLOCK (second

@@ -141,13 +141,16 @@ func TestGetZeroAllocs(t *testing.T) {
 // the cache randomly forgetting users so that misses race with writes; then
 // checks that the cache holds exactly what the database holds.
 func TestConcurrentCoherence(t *testing.T) {
-	for _, mode := range []string{"memory", "disk"} {
+	for _, mode := range []string{"memory", "disk", "tiny-cache"} {
 		t.Run(mode, func(t *testing.T) {
 			var s *Badger
-			if mode == "disk" {
+			switch mode {
+			case "disk":
 				s = openDir(t, t.TempDir(), nil)
 				defer s.Close()
-			} else {
+			case "tiny-cache": // one token per shard: evictions race with everything
+				s = openMemCache(t, 1)
+			default:
 				s = openMem(t)
 			}
 			logins := []string{"a", "b", "c", "d", "e\x00f", "g"}
@@ -209,6 +212,7 @@ func TestConcurrentCoherence(t *testing.T) {
 				}(w)
 			}
 			wg.Wait()
+			checkClock(t, s)
 			if _, err := s.Sweep(bg, time.Now()); err != nil {
 				t.Fatal(err)
 			}
@@ -258,5 +262,156 @@ func TestStaleFillNotCached(t *testing.T) {
 	sh.fill(k, nil, gen)
 	if tok, hit, _ := sh.get(k); !hit || tok != nil {
 		t.Fatal("a fresh miss was not cached")
+	}
+}
+
+// openMemCache opens an in-memory store whose cache holds size tokens
+// (rounded up to one per shard).
+func openMemCache(t testing.TB, size int) *Badger {
+	t.Helper()
+	s, err := Open(Options{InMemory: true, CacheSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// checkClock checks every shard's invariants: the map and the clock hold
+// the same entries, each at its slot, under its token's names, within the
+// bound.
+func checkClock(t *testing.T, s *Badger) {
+	t.Helper()
+	for i := range s.cache.shards {
+		sh := &s.cache.shards[i]
+		sh.mu.RLock()
+		if len(sh.pos) != len(sh.clock) || len(sh.clock) > sh.max {
+			t.Errorf("shard %d: %d entries, %d in the clock, bound %d", i, len(sh.pos), len(sh.clock), sh.max)
+		}
+		for j, e := range sh.clock {
+			if int(e.slot) != j {
+				t.Errorf("shard %d: entry at %d thinks it is at %d", i, j, e.slot)
+			}
+			if sh.pos[ukey{e.tok.Account, e.tok.Login}] != e {
+				t.Errorf("shard %d: clock entry %q not in the map", i, e.tok.Login)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// TestCacheBound: the cache never holds more than CacheSize tokens; an
+// evicted user is read back from the database with its current token, and
+// the cache ends coherent with Put and Delete of evicted users.
+func TestCacheBound(t *testing.T) {
+	const size, users = 2 * numShards, 2000
+	s := openMemCache(t, size)
+	for i := 0; i < users; i++ {
+		if err := s.Put(bg, testToken("acme", userLogin(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 2; round++ {
+		for i := 0; i < users; i++ {
+			tok, err := s.Get(bg, "acme", userLogin(i))
+			if err != nil || tok.Login != userLogin(i) {
+				t.Fatalf("user %d: %v, %v", i, tok, err)
+			}
+		}
+	}
+	cached, evicted := s.cache.stats()
+	if cached > size || cached < size/2 {
+		t.Fatalf("%d tokens cached, bound %d", cached, size)
+	}
+	if evicted < users {
+		t.Fatalf("%d evictions for %d users through %d places", evicted, users, size)
+	}
+	checkClock(t, s)
+	// Writes to evicted and to cached users.
+	for i := 0; i < users; i += 7 {
+		tok := testToken("acme", userLogin(i))
+		tok.AccessToken = "new-" + tok.Login
+		if err := s.Put(bg, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 3; i < users; i += 7 {
+		if err := s.Delete(bg, "acme", userLogin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkClock(t, s)
+	for i := 0; i < users; i++ {
+		tok, err := s.Get(bg, "acme", userLogin(i))
+		switch {
+		case i%7 == 0:
+			if err != nil || tok.AccessToken != "new-"+userLogin(i) {
+				t.Fatalf("user %d after Put: %v, %v", i, tok, err)
+			}
+		case i%7 == 3:
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("user %d after Delete: %v, %v", i, tok, err)
+			}
+		default:
+			if err != nil || tok.AccessToken != testToken("acme", userLogin(i)).AccessToken {
+				t.Fatalf("user %d: %v, %v", i, tok, err)
+			}
+		}
+	}
+	checkClock(t, s)
+}
+
+// TestCacheSecondChance: a user asked for between every other user's first
+// request stays cached while a stream of new users passes through its shard.
+func TestCacheSecondChance(t *testing.T) {
+	s := openMemCache(t, 4*numShards)
+	hot := ukey{"acme", "hot"}
+	if err := s.Put(bg, testToken(hot.account, hot.login)); err != nil {
+		t.Fatal(err)
+	}
+	sh := s.cache.shard(hot)
+	inShard := 0
+	for i := 0; inShard < 10*sh.max; i++ {
+		k := ukey{"acme", userLogin(i)}
+		if s.cache.shard(k) != sh {
+			continue
+		}
+		inShard++
+		if err := s.Put(bg, testToken(k.account, k.login)); err != nil {
+			t.Fatal(err)
+		}
+		if _, hit, _ := sh.get(hot); !hit { // a hit sets the reference bit
+			t.Fatalf("hot user evicted after %d other users in its shard", inShard)
+		}
+	}
+	checkClock(t, s)
+}
+
+// TestCacheSizeOption: CacheSize 0 is the default; a negative one is refused.
+func TestCacheSizeOption(t *testing.T) {
+	s := openMem(t)
+	if got := s.cache.shards[0].max * numShards; got < DefaultCacheSize || got >= DefaultCacheSize+numShards {
+		t.Fatalf("default bound %d, want %d", got, DefaultCacheSize)
+	}
+	if _, err := Open(Options{InMemory: true, CacheSize: -1}); err == nil {
+		t.Fatal("negative CacheSize accepted")
+	}
+}
+
+// TestPutPacksToken: the token Put caches holds its strings in one
+// allocation and equals what was put; the caller's token is not changed.
+func TestPutPacksToken(t *testing.T) {
+	s := openMem(t)
+	tok := testToken("acme", "a")
+	want := *tok
+	if err := s.Put(bg, tok); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(bg, "acme", "a")
+	if err != nil || !sameToken(got, &want) || !sameToken(tok, &want) {
+		t.Fatalf("got %+v (%v), want %+v", got, err, want)
+	}
+	if got == tok {
+		t.Fatal("the cache holds the caller's token")
 	}
 }
