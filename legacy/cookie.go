@@ -95,7 +95,17 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 		items := splitCookieLine(v, itemBuf[:0])
 		drops := 0
 		for k := 0; k < len(items); k++ {
-			n, val, _ := strings.Cut(v[items[k].a:items[k].b], "=")
+			n, val, eq := strings.Cut(v[items[k].a:items[k].b], "=")
+			if items[k].phpStart {
+				// PHP's own item: its name runs to the first '=', commas and all.
+				end := len(v)
+				if j := strings.IndexByte(v[items[k].a:], ';'); j >= 0 {
+					end = items[k].a + j
+				}
+				n, _, _ = strings.Cut(v[items[k].a:end], "=")
+			} else if !eq || trimOWS(val) == "" {
+				continue // after a comma, inside what PHP reads: only a value needs hiding
+			}
 			pn, array := phpVarName(trimSpaceLeft(n))
 			if pn != name {
 				if tn, _ := phpVarName(trimSpaceLeft(trimOWS(n))); tn == name {

@@ -149,8 +149,7 @@ type oracleCookieItem struct{ name, value string }
 
 func oracleCookies(line string) []oracleCookieItem {
 	var out []oracleCookieItem
-	for _, part := range strings.FieldsFunc(line, func(r rune) bool { return r == ';' || r == ',' }) {
-		n, v, _ := strings.Cut(part, "=")
+	item := func(n, v string) {
 		v = strings.Trim(v, " \t\r\n")
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
@@ -160,6 +159,20 @@ func oracleCookies(line string) []oracleCookieItem {
 		// stricter than PHP ("session_id =" is session_id_ there).
 		name, _ := oraclePHPName(strings.TrimLeft(strings.Trim(n, " \t\r\n"), " \t\r\n\v\f"))
 		out = append(out, oracleCookieItem{name: name, value: v})
+	}
+	// PHP splits at ';' only; its item's name runs to the first '='. After
+	// a comma (old clients join raw Set-Cookie lines with commas) a
+	// name=value with a value is a cookie too, hidden in PHP's value.
+	for _, php := range strings.Split(line, ";") {
+		n, rest, _ := strings.Cut(php, "=")
+		first, _, _ := strings.Cut(rest, ",")
+		item(n, first)
+		pieces := strings.Split(php, ",")
+		for _, p := range pieces[1:] {
+			if n, v, ok := strings.Cut(p, "="); ok && strings.Trim(v, " \t\r\n") != "" {
+				item(n, v)
+			}
+		}
 	}
 	return out
 }
