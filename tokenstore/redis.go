@@ -94,9 +94,12 @@ type RedisOptions struct {
 // makes the cache forget the user, whose next Get reads Redis. An event not
 // newer than what is known is ignored, so a late event never brings back
 // an older pair; a read or write answered before a newer event arrived is
-// not cached. Pub/sub loses messages across reconnects: when the
-// subscription is (re)established the whole cache is dropped, and
-// Subscribe's callbacks are called with ("", ""). The subscription is
+// not cached. "No token" is never cached (a miss reads Redis each time),
+// so that a pair stored by another instance is seen at once by a Get here.
+// Pub/sub loses messages across reconnects: when the subscription is
+// (re)established the whole cache is dropped, and Subscribe's callbacks are
+// called with ("", ""); while it is down, what is cached stays cached (it
+// serves through an outage) but nothing new is cached. The subscription is
 // checked with a PING after every second of silence and rebuilt when no
 // answer comes within the next second.
 //

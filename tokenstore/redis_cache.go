@@ -18,6 +18,7 @@ import (
 type redisCache struct {
 	c     cache
 	epoch atomic.Uint64
+	live  atomic.Bool // subscribed to the events: answers may be cached
 	seed  maphash.Seed
 	vers  [numShards]verStripe
 }
@@ -65,23 +66,30 @@ func (rc *redisCache) get(k ukey) (t *Token, hit bool, gen uint64) {
 // Redis command whose answer is to be cached.
 func (rc *redisCache) begin() uint64 { return rc.epoch.Load() }
 
-// fill caches t, read from Redis at version ver after get returned gen
-// and begin returned ep, unless something newer is known, and returns what
-// Get should answer. "No token" (t nil) is not cached: another instance
+// fill caches t, read from Redis at version ver after begin returned ep,
+// unless something newer is known, and returns what Get should answer. "No token" (t nil) is not cached: another instance
 // may store the user's first pair at any moment, and a Get on this one
 // right after must see it, before the event arrives.
-func (rc *redisCache) fill(k ukey, t *Token, ver, gen, ep uint64) *Token {
+func (rc *redisCache) fill(k ukey, t *Token, ver, ep uint64) *Token {
 	vs := rc.stripe(k)
 	vs.mu.Lock()
 	defer vs.mu.Unlock()
-	if rc.epoch.Load() != ep || vs.m[k].v > ver {
+	if rc.epoch.Load() != ep || vs.m[k].v > ver || !rc.live.Load() {
 		return t
 	}
 	vs.see(k, ver)
 	if t == nil {
 		return nil
 	}
-	return rc.c.shard(k).fill(k, t, gen)
+	// The versions and the epoch tell whether t is current, better than
+	// the shard's generation (which any write of another user in the shard
+	// also moves): take the generation now.
+	sh := rc.c.shard(k)
+	cur, hit, gen := sh.get(k)
+	if hit {
+		return cur
+	}
+	return sh.fill(k, t, gen)
 }
 
 // wrote records this process's write of k (t nil: a delete) at version
@@ -92,7 +100,7 @@ func (rc *redisCache) wrote(k ukey, t *Token, ver, ep uint64) {
 	vs.mu.Lock()
 	defer vs.mu.Unlock()
 	sh := rc.c.shard(k)
-	if rc.epoch.Load() != ep || vs.m[k].v > ver {
+	if rc.epoch.Load() != ep || vs.m[k].v > ver || !rc.live.Load() {
 		sh.forget(k)
 		return
 	}
@@ -133,6 +141,22 @@ func (vs *verStripe) see(k ukey, ver uint64) {
 		return
 	}
 	vs.m[cloneKey(k)] = verSeen{ver, time.Now().Unix()}
+}
+
+// subscribed is called when the events subscription is (re)established:
+// events may have been missed, so the cache is dropped, and answers may be
+// cached again.
+func (rc *redisCache) subscribed() {
+	rc.dropAll()
+	rc.live.Store(true)
+}
+
+// unsubscribed is called when the subscription is lost: what is cached
+// stays (it serves through an outage), but nothing more is cached until
+// the subscription is back, since its invalidation could not be heard.
+func (rc *redisCache) unsubscribed() {
+	rc.live.Store(false)
+	rc.epoch.Add(1)
 }
 
 // dropAll forgets every cached answer and version: events may have been

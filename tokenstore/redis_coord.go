@@ -83,6 +83,7 @@ func (s *Redis) listener(ready chan struct{}) {
 		s.ps = ps
 		s.subMu.Unlock()
 		subscribed, err := s.receive(ps, &first, ready)
+		s.cache.unsubscribed()
 		s.subMu.Lock()
 		s.ps = nil
 		s.subMu.Unlock()
@@ -127,7 +128,7 @@ func (s *Redis) receive(ps *redis.PubSub, first *bool, ready chan struct{}) (sub
 				continue
 			}
 			subscribed = true
-			s.cache.dropAll()
+			s.cache.subscribed()
 			if *first {
 				*first = false
 				close(ready)

@@ -262,6 +262,9 @@ func TestRedisDown(t *testing.T) {
 	if _, err := s.Get(bg, "acme", "warm"); err != nil {
 		t.Fatal(err)
 	}
+	if !s.cache.cached(ukey{"acme", "warm"}) {
+		t.Fatal("a token read from Redis is not cached")
+	}
 	resync := make(chan struct{}, 16)
 	events := make(chan string, 64)
 	defer s.Subscribe(func(account, login string) {
@@ -454,15 +457,15 @@ func TestRedisStaleEvent(t *testing.T) {
 func TestRedisCacheVersions(t *testing.T) {
 	var rc redisCache
 	rc.init(100)
+	rc.subscribed()
 	k := ukey{"acme", "u"}
 	old, cur := testToken("acme", "u"), testToken("acme", "u")
 	old.AccessToken = "old"
 
 	// A read overtaken by a newer event is answered but not cached.
-	_, _, gen := rc.get(k)
 	ep := rc.begin()
 	rc.event(k, 5)
-	if got := rc.fill(k, old, 4, gen, ep); got.AccessToken != "old" {
+	if got := rc.fill(k, old, 4, ep); got.AccessToken != "old" {
 		t.Fatal("fill must answer what it read")
 	}
 	if _, hit, _ := rc.get(k); hit {
@@ -488,14 +491,20 @@ func TestRedisCacheVersions(t *testing.T) {
 		t.Error("a newer event left the cache alone")
 	}
 	// Nothing begun before a dropAll is cached after it.
-	_, _, gen = rc.get(k)
 	ep = rc.begin()
 	rc.dropAll()
-	rc.fill(k, cur, 7, gen, ep)
+	rc.fill(k, cur, 7, ep)
 	rc.wrote(k, cur, 8, ep)
 	if _, hit, _ := rc.get(k); hit {
 		t.Error("a read or write begun before dropAll was cached")
 	}
+	// Without a subscription nothing is cached.
+	rc.unsubscribed()
+	rc.wrote(k, cur, 9, rc.begin())
+	if _, hit, _ := rc.get(k); hit {
+		t.Error("a write was cached without a subscription")
+	}
+	rc.subscribed()
 	// prune keeps cached users' versions, forgets old others.
 	rc.wrote(k, cur, 9, rc.begin())
 	other := ukey{"acme", "other"}

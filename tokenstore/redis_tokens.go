@@ -22,10 +22,10 @@ func (s *Redis) Get(ctx context.Context, account, login string) (*Token, error) 
 		return nil, ErrClosed
 	}
 	k := ukey{account, login}
-	t, hit, gen := s.cache.get(k)
+	t, hit, _ := s.cache.get(k)
 	if !hit {
 		var err error
-		if t, err = s.getMiss(ctx, k, gen); err != nil {
+		if t, err = s.getMiss(ctx, k); err != nil {
 			return nil, err
 		}
 	}
@@ -35,7 +35,7 @@ func (s *Redis) Get(ctx context.Context, account, login string) (*Token, error) 
 	return t, nil
 }
 
-func (s *Redis) getMiss(ctx context.Context, k ukey, gen uint64) (*Token, error) {
+func (s *Redis) getMiss(ctx context.Context, k ukey) (*Token, error) {
 	if len(k.account)+len(k.login) > maxKeyLen {
 		return nil, nil
 	}
@@ -44,7 +44,7 @@ func (s *Redis) getMiss(ctx context.Context, k ukey, gen uint64) (*Token, error)
 	if err != nil {
 		return nil, s.fail(ctx, "get token", err)
 	}
-	return s.cache.fill(k, t, ver, gen, ep), nil
+	return s.cache.fill(k, t, ver, ep), nil
 }
 
 // readToken reads the user's token (nil if none) and its version in one
