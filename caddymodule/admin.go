@@ -65,7 +65,7 @@ func openBackends() []*backend {
 		}
 		return true
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.key < out[j].spec.key })
 	return out
 }
 
@@ -86,13 +86,13 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 		for _, b := range bs {
 			br, err := b.get(r.Context())
 			if err != nil {
-				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.path, err)
+				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.spec, err)
 			}
 			err = br.Tokens(r.Context(), func(t *tokenstore.Token) error {
 				if account != "" && t.Account != account {
 					return nil
 				}
-				ti := TokenInfo{Store: b.path, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
+				ti := TokenInfo{Store: b.spec.key, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
 					IssuedAt: t.IssuedAt, RefreshAge: now.Sub(t.IssuedAt).Round(time.Second).String(),
 					Dead: t.RefreshToken == ""}
 				if !t.LastUsed.IsZero() {
@@ -124,7 +124,7 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 		for _, b := range bs {
 			br, err := b.get(r.Context())
 			if err != nil {
-				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.path, err)
+				return apiErr(http.StatusServiceUnavailable, "token store %s: %v", b.spec, err)
 			}
 			had, err := br.Revoke(r.Context(), account, login)
 			if err != nil {
@@ -159,7 +159,7 @@ func (adminAPI) handleMigrations(w http.ResponseWriter, r *http.Request) error {
 		if s := r.URL.Query().Get("store"); s != "" {
 			b = nil
 			for _, x := range bs {
-				if x.path == s {
+				if x.spec.key == s {
 					b = x
 				}
 			}

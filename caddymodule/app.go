@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -89,34 +88,33 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// register joins handler h to the shared backend of its store (opts) and
-// records its settings. Handlers of one configuration sharing a store must
-// agree on everything the broker does; the error names the option.
-func (a *App) register(h *Handler, opts tokenstore.Options, oldPath string) (*backend, error) {
-	path, err := filepath.Abs(opts.Path)
-	if err != nil {
-		return nil, fmt.Errorf("amocrm_auth: store path: %w", err)
-	}
-	opts.Path = path
-	val, _, err := backends.LoadOrNew(path, func() (caddy.Destructor, error) {
-		return newBackend(opts, oldPath, h.logger), nil
+// register joins handler h to the shared backend of its store and records
+// its settings. Handlers of one configuration sharing a store must agree on
+// everything the broker does; the error names the option.
+func (a *App) register(h *Handler, spec storeSpec) (*backend, error) {
+	val, _, err := backends.LoadOrNew(spec.key, func() (caddy.Destructor, error) {
+		return newBackend(spec, h.logger), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	b := val.(*backend)
-	if err := a.add(b, h, opts); err != nil {
-		_, _ = backends.Delete(path)
+	if err := a.add(b, h, spec); err != nil {
+		_, _ = backends.Delete(spec.key)
 		return nil, err
 	}
 	return b, nil
 }
 
 // add records h's use of b.
-func (a *App) add(b *backend, h *Handler, opts tokenstore.Options) error {
-	if string(b.opts.EncryptionKey) != string(opts.EncryptionKey) {
+func (a *App) add(b *backend, h *Handler, spec storeSpec) error {
+	if string(b.spec.encryptionKey) != string(spec.encryptionKey) {
 		return fmt.Errorf("amocrm_auth: store %s: every handler using a store must give the same encryption_key "+
-			"(the store is open with another one; change it with `caddy amocrm rotate-key`)", b.path)
+			"(the store is open with another one; change it with `caddy amocrm rotate-key`)", b.spec)
+	}
+	if b.spec.redis.Password != spec.redis.Password || b.spec.redis.Username != spec.redis.Username ||
+		b.spec.redis.MasterName != spec.redis.MasterName || (b.spec.redis.TLS == nil) != (spec.redis.TLS == nil) {
+		return fmt.Errorf("amocrm_auth: store %s: every handler using a store must give the same master_name, username, password and tls", b.spec)
 	}
 	cfg, err := h.brokerConfig().Normalized()
 	if err != nil {
@@ -128,7 +126,7 @@ func (a *App) add(b *backend, h *Handler, opts tokenstore.Options) error {
 		if s.b != b {
 			continue
 		}
-		if err := sameIntegration(b.path, s.cfg, cfg); err != nil {
+		if err := sameIntegration(b.spec.String(), s.cfg, cfg); err != nil {
 			return err
 		}
 		s.handlers = append(s.handlers, h)
@@ -181,8 +179,8 @@ func (a *App) checkOldDefault() error {
 	var ids []string
 	old := ""
 	for _, s := range a.uses {
-		if s.b.oldPath != "" && tokenstore.HoldsStore(s.b.oldPath) {
-			old = s.b.oldPath
+		if s.b.spec.oldPath != "" && tokenstore.HoldsStore(s.b.spec.oldPath) {
+			old = s.b.spec.oldPath
 			ids = append(ids, s.cfg.ClientID)
 		}
 	}

@@ -26,17 +26,22 @@ func testHandler(t *testing.T, clientID, secret string) *Handler {
 	return h
 }
 
+// badgerSpec is the store spec of a Badger directory.
+func badgerSpec(dir string) storeSpec {
+	return storeSpec{kind: "badger", key: dir, badger: tokenstore.Options{Path: dir}}
+}
+
 func newTestApp() *App { return &App{mu: new(sync.Mutex), logger: zap.NewNop()} }
 
 // registerTest registers h with app on the store in dir and gives the
 // share back at the end of the test.
 func registerTest(t *testing.T, app *App, h *Handler, dir string) *backend {
 	t.Helper()
-	b, err := app.register(h, tokenstore.Options{Path: dir}, "")
+	b, err := app.register(h, badgerSpec(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = backends.Delete(b.path) })
+	t.Cleanup(func() { _, _ = backends.Delete(b.spec.key) })
 	return b
 }
 
@@ -98,12 +103,12 @@ func TestOneIntegrationPerStore(t *testing.T) {
 	dir := t.TempDir()
 	app := newTestApp()
 	registerTest(t, app, testHandler(t, "client-a", "s"), dir)
-	_, err := app.register(testHandler(t, "client-b", "s"), tokenstore.Options{Path: dir}, "")
+	_, err := app.register(testHandler(t, "client-b", "s"), badgerSpec(dir))
 	if err == nil || !strings.Contains(err.Error(), `"client-a"`) || !strings.Contains(err.Error(), `"client-b"`) {
 		t.Fatalf("two integrations on one store: %v; want an error naming both client_ids", err)
 	}
 	// Another handler of the same integration but another secret: refused too.
-	_, err = app.register(testHandler(t, "client-a", "other"), tokenstore.Options{Path: dir}, "")
+	_, err = app.register(testHandler(t, "client-a", "other"), badgerSpec(dir))
 	if err == nil || !strings.Contains(err.Error(), "client_secret") || strings.Contains(err.Error(), "other") {
 		t.Fatalf("two secrets on one store: %v; want an error naming client_secret and not its value", err)
 	}

@@ -31,13 +31,11 @@ var backends = caddy.NewUsagePool()
 // provisioning it is never activated, or is deactivated again when Caddy
 // stops its already started apps, so the running one stays in force.
 type backend struct {
-	path    string             // absolute store directory: the pool key
-	opts    tokenstore.Options // how the store is opened
-	oldPath string             // the previous default directory, whose store moves here; "" unless path is a default
-	logger  *zap.Logger
+	spec   storeSpec // the store, and its key in the pool
+	logger *zap.Logger
 
 	mu         sync.Mutex
-	store      *tokenstore.Badger
+	store      coordStore
 	active     []activation // started configurations using the store, oldest first
 	closed     bool
 	migrations map[string]*migration
@@ -54,11 +52,10 @@ type activation struct {
 	s   *settings
 }
 
-// newBackend returns a backend for the store described by opts, not opened.
-func newBackend(opts tokenstore.Options, oldPath string, logger *zap.Logger) *backend {
+// newBackend returns a backend for the store spec describes, not opened.
+func newBackend(spec storeSpec, logger *zap.Logger) *backend {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &backend{path: opts.Path, opts: opts, oldPath: oldPath, logger: logger,
-		ready: make(chan struct{}), ctx: ctx, cancel: cancel}
+	return &backend{spec: spec, logger: logger, ready: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // activate puts s in force for app's configuration, which is starting:
@@ -68,14 +65,14 @@ func (b *backend) activate(app *App, s *settings) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return fmt.Errorf("token store %s is closed", b.path)
+		return fmt.Errorf("token store %s is closed", b.spec)
 	}
 	if b.store == nil {
 		if err := b.openLocked(s); err != nil {
 			return err
 		}
 	} else if err := b.store.Claim(s.cfg.ClientID); err != nil {
-		return fmt.Errorf("token store %s: %w", b.path, err)
+		return fmt.Errorf("token store %s: %w", b.spec, err)
 	}
 	br := b.broker.Load()
 	if err := br.SetConfig(s.cfg); err != nil { // checked at provision: never expected
@@ -104,7 +101,7 @@ func (b *backend) deactivate(app *App) {
 	}
 	if br := b.broker.Load(); br != nil {
 		if err := br.SetConfig(b.active[len(b.active)-1].s.cfg); err != nil {
-			b.logger.Error("restoring the running configuration", zap.String("path", b.path), zap.Error(err))
+			b.logger.Error("restoring the running configuration", zap.Stringer("store", b.spec), zap.Error(err))
 		}
 	}
 }
@@ -127,20 +124,20 @@ const lockedRetry = 3 * time.Second
 // openLocked opens the store, claims it for s's integration and starts the
 // broker with s. b.mu is held.
 func (b *backend) openLocked(s *settings) error {
-	if b.oldPath != "" {
-		moved, err := tokenstore.MoveStore(b.oldPath, b.path)
+	if old, path := b.spec.oldPath, b.spec.badger.Path; old != "" {
+		moved, err := tokenstore.MoveStore(old, path)
 		if err != nil {
-			return fmt.Errorf("moving the token store from the previous default directory %s to %s: %w", b.oldPath, b.path, err)
+			return fmt.Errorf("moving the token store from the previous default directory %s to %s: %w", old, path, err)
 		}
 		if moved {
 			b.logger.Warn("moved the token store from the previous default directory into this integration's own",
-				zap.String("from", b.oldPath), zap.String("to", b.path), zap.String("client_id", s.cfg.ClientID))
+				zap.String("from", old), zap.String("to", path), zap.String("client_id", s.cfg.ClientID))
 		}
 	}
-	var st *tokenstore.Badger
+	var st coordStore
 	var err error
 	for deadline := time.Now().Add(lockedRetry); ; {
-		st, err = tokenstore.Open(b.opts)
+		st, err = b.spec.open()
 		if !errors.Is(err, tokenstore.ErrLocked) || time.Now().After(deadline) {
 			break
 		}
@@ -148,13 +145,13 @@ func (b *backend) openLocked(s *settings) error {
 	}
 	if err != nil {
 		if errors.Is(err, tokenstore.ErrLocked) {
-			return fmt.Errorf("token store %s is in use by another process (another Caddy?): %w", b.path, err)
+			return fmt.Errorf("token store %s is in use by another process (another Caddy?): %w", b.spec, err)
 		}
-		return fmt.Errorf("opening token store %s: %w", b.path, err)
+		return fmt.Errorf("opening token store %s: %w", b.spec, err)
 	}
 	if err := st.Claim(s.cfg.ClientID); err != nil {
 		_ = st.Close()
-		return fmt.Errorf("token store %s: %w", b.path, err)
+		return fmt.Errorf("token store %s: %w", b.spec, err)
 	}
 	br, err := exchange.NewBroker(st, s.cfg)
 	if err != nil {
@@ -164,7 +161,8 @@ func (b *backend) openLocked(s *settings) error {
 	b.store = st
 	b.broker.Store(br)
 	close(b.ready)
-	b.logger.Info("token store open", zap.String("path", b.path), zap.Bool("encrypted", b.opts.EncryptionKey != nil))
+	b.logger.Info("token store open", zap.Stringer("store", b.spec), zap.String("kind", b.spec.kind),
+		zap.Bool("encrypted", b.spec.encryptionKey != nil))
 	return nil
 }
 

@@ -87,7 +87,7 @@ func benchHandlerRate(tb testing.TB, rate float64) (*Handler, tokenstore.Store) 
 	}
 	h.metrics = newMetrics()
 	h.logger = zap.NewNop()
-	h.backend = newBackend(tokenstore.Options{}, "", h.logger)
+	h.backend = newBackend(storeSpec{kind: "badger"}, h.logger)
 	h.backend.broker.Store(br)
 	close(h.backend.ready)
 	h.share = newShare(func() {})

@@ -43,6 +43,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			path           <dir>
 //			encryption_key <hex or base64 key>
 //		}
+//		store redis {
+//			address        <host:port>   (repeat for a Cluster, or Sentinels)
+//			master_name    <name>        (Sentinel)
+//			username       <user>
+//			password       <password>
+//			db             <number>
+//			tls
+//			key_prefix     <prefix>
+//			encryption_key <hex or base64 key>
+//		}
 //		exchange_timeout  <duration>
 //		refresh_ahead     <duration>
 //		exchange_interval <duration>
@@ -53,6 +63,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		reject_limit      <rejected exchanges per client and window, 0 = off>
 //		reject_window     <duration>
 //		max_body          <size>
+//		body_timeout      <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -68,7 +79,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"exchange_timeout": &h.ExchangeTimeout, "refresh_ahead": &h.RefreshAhead,
 		"exchange_interval": &h.ExchangeInterval, "keep_alive": &h.KeepAlive,
 		"session_ttl": &h.SessionTTL, "keeper_interval": &h.KeeperInterval,
-		"reject_window": &h.RejectWindow,
+		"reject_window": &h.RejectWindow, "body_timeout": &h.BodyTimeout,
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
@@ -141,8 +152,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 	sc := &StoreConfig{Type: "badger"}
 	if d.NextArg() {
-		if d.Val() != "badger" {
-			return d.Errf("store: %q is unknown (only badger)", d.Val())
+		sc.Type = d.Val()
+		if sc.Type != "badger" && sc.Type != "redis" {
+			return d.Errf("store: %q is unknown (badger or redis)", d.Val())
 		}
 	}
 	if d.NextArg() {
@@ -150,6 +162,13 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if opt == "tls" { // a flag
+			if d.NextArg() {
+				return d.Errf("store tls: takes no value")
+			}
+			sc.TLS = true
+			continue
+		}
 		val, err := oneArg(d, "store "+opt)
 		if err != nil {
 			return err
@@ -159,9 +178,28 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 			sc.Path = val
 		case "encryption_key":
 			sc.EncryptionKey = val
+		case "address":
+			sc.Addresses = append(sc.Addresses, val)
+		case "master_name":
+			sc.MasterName = val
+		case "username":
+			sc.Username = val
+		case "password":
+			sc.Password = val
+		case "key_prefix":
+			sc.KeyPrefix = val
+		case "db":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return d.Errf("store db: %q is not a database number >= 0", val)
+			}
+			sc.DB = n
 		default:
 			return d.Errf("store: unknown option %q", opt)
 		}
+	}
+	if sc.Type == "badger" {
+		sc.Type = "" // the default
 	}
 	h.Store = sc
 	return nil

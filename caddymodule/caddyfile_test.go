@@ -145,3 +145,45 @@ func TestCaddyfileValidKeyAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCaddyfileStoreRedis(t *testing.T) {
+	const head = "amocrm_auth {\n\tclient_id id\n\tclient_secret s\n\tredirect_uri https://p.example.com/cb\n\tsubdomain acme\n"
+	h, err := parse(t, head+"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t}\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Store == nil || h.Store.Type != "redis" || len(h.Store.Addresses) != 1 {
+		t.Fatalf("minimal redis store: %+v", h.Store)
+	}
+	h, err = parse(t, head+`	store redis {
+		address 10.0.0.1:26379
+		address 10.0.0.2:26379
+		master_name mymaster
+		username amo
+		password {env.REDIS_PASSWORD}
+		db 2
+		tls
+		key_prefix integration-a:
+		encryption_key {env.AMOBRIDGE_STORE_KEY}
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := h.Store; len(sc.Addresses) != 2 || sc.MasterName != "mymaster" || sc.DB != 2 || !sc.TLS || sc.KeyPrefix != "integration-a:" || sc.Password != "{env.REDIS_PASSWORD}" {
+		t.Fatalf("full redis store: %+v", sc)
+	}
+	for _, c := range []struct{ block, want string }{
+		{"\tstore redis {\n\t}\n", "address is required"},
+		{"\tstore redis {\n\t\taddress nope\n\t}\n", "not HOST:PORT"},
+		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tpath /x\n\t}\n", "no path"},
+		{"\tstore badger {\n\t\taddress 127.0.0.1:6379\n\t}\n", "redis's"},
+		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tdb -1\n\t}\n", "db"},
+		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tencryption_key short\n\t}\n", "encryption_key"},
+		{"\tstore memcached\n", "unknown"},
+	} {
+		if _, err := parse(t, head+c.block+"}"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v; want one naming %q", c.block, err, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,11 @@ Operates the amocrm_auth token store of a running Caddy through its admin API
   caddy amocrm rotate-key --store DIR           re-encrypts a stopped store under a new key
                                                 (keys from $AMOBRIDGE_OLD_STORE_KEY and
                                                 $AMOBRIDGE_STORE_KEY, hex or base64)
+  caddy amocrm copy-store --from badger:DIR --to redis:HOST:PORT [--prefix P] [--db N]
+                                                copies a stopped Badger store's token pairs and
+                                                sessions into Redis, for cluster mode; no
+                                                exchange (key from $AMOBRIDGE_STORE_KEY for both,
+                                                Redis password from $AMOBRIDGE_REDIS_PASSWORD)
 
 The migrate file is CSV (account,login,api_key; an optional header line) or a
 JSON array of {"account","login","api_key"}. Keys are used once and never
@@ -73,7 +79,17 @@ stored. Exit codes: 0 all done, 1 error, 2 some users not exchanged.`,
 			rotate.Flags().String("old-key-env", "AMOBRIDGE_OLD_STORE_KEY", "environment variable holding the current key")
 			rotate.Flags().String("new-key-env", "AMOBRIDGE_STORE_KEY", "environment variable holding the new key")
 
-			cmd.AddCommand(tokens, revoke, migrate, rotate)
+			copyStore := &cobra.Command{Use: "copy-store", Short: "Copy a stopped Badger store into Redis (cluster mode)", Args: cobra.NoArgs,
+				RunE: runExit(cmdCopyStore)}
+			copyStore.Flags().String("from", "", "badger:DIR, the store to copy (Caddy must be stopped)")
+			copyStore.Flags().String("to", "", "redis:HOST:PORT, where the cluster keeps its tokens")
+			copyStore.Flags().String("prefix", defaultKeyPrefix, "the Redis key prefix (key_prefix)")
+			copyStore.Flags().Int("db", 0, "the Redis database (db)")
+			copyStore.Flags().String("username", "", "the Redis user, if any")
+			copyStore.Flags().String("key-env", "AMOBRIDGE_STORE_KEY", "environment variable holding the encryption key (both stores)")
+			copyStore.Flags().String("password-env", "AMOBRIDGE_REDIS_PASSWORD", "environment variable holding the Redis password")
+
+			cmd.AddCommand(tokens, revoke, migrate, rotate, copyStore)
 		},
 	})
 }
@@ -267,5 +283,50 @@ func cmdRotateKey(c *cobra.Command) (int, error) {
 		return exitError, err
 	}
 	fmt.Printf("store %s is now encrypted with the key in $%s; configure encryption_key with it and start Caddy\n", dir, newEnv)
+	return exitOK, nil
+}
+
+func cmdCopyStore(c *cobra.Command) (int, error) {
+	from, _ := c.Flags().GetString("from")
+	to, _ := c.Flags().GetString("to")
+	prefix, _ := c.Flags().GetString("prefix")
+	db, _ := c.Flags().GetInt("db")
+	user, _ := c.Flags().GetString("username")
+	keyEnv, _ := c.Flags().GetString("key-env")
+	pwEnv, _ := c.Flags().GetString("password-env")
+	dir, ok := strings.CutPrefix(from, "badger:")
+	if !ok || dir == "" {
+		return exitError, errors.New("--from must be badger:DIR")
+	}
+	addr, ok := strings.CutPrefix(to, "redis:")
+	if !ok || addr == "" {
+		return exitError, errors.New("--to must be redis:HOST:PORT")
+	}
+	var key []byte
+	if v := os.Getenv(keyEnv); v != "" {
+		k, err := tokenstore.ParseEncryptionKey(v)
+		if err != nil {
+			return exitError, fmt.Errorf("encryption key ($%s): %w", keyEnv, err)
+		}
+		key = k
+	}
+	src, err := tokenstore.Open(tokenstore.Options{Path: dir, EncryptionKey: key})
+	if err != nil {
+		return exitError, fmt.Errorf("opening %s (is Caddy stopped?): %w", dir, err)
+	}
+	defer src.Close()
+	dst, err := tokenstore.OpenRedis(tokenstore.RedisOptions{Addresses: []string{addr}, DB: db, Username: user,
+		Password: os.Getenv(pwEnv), KeyPrefix: prefix, EncryptionKey: key})
+	if err != nil {
+		return exitError, fmt.Errorf("connecting to Redis at %s: %w", addr, err)
+	}
+	defer dst.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	n, err := tokenstore.Copy(ctx, dst, src)
+	fmt.Printf("copied %d token pairs and %d sessions from %s to Redis %s (prefix %q)\n", n.Tokens, n.Sessions, dir, addr, prefix)
+	if err != nil {
+		return exitError, err
+	}
 	return exitOK, nil
 }

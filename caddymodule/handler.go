@@ -27,7 +27,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if r.URL.Path == h.callbackPath {
 		return h.serveCallback(w, r)
 	}
-	found, err := legacy.Strip(r, h.stripOpts)
+	opts := h.stripOpts
+	if r.Body != nil && r.Body != http.NoBody {
+		// A body Strip reads is cut at body_timeout by the connection's
+		// read deadline (no goroutine, and the stalled connection closes).
+		opts.SetReadDeadline = http.NewResponseController(w).SetReadDeadline
+	}
+	found, err := legacy.Strip(r, opts)
 	if err != nil {
 		le := asLegacy(err)
 		if le.Status == http.StatusRequestEntityTooLarge {

@@ -5,12 +5,9 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/amobridge/amobridge/exchange"
 	"github.com/amobridge/amobridge/legacy"
-	"github.com/amobridge/amobridge/tokenstore"
 )
 
 func init() {
@@ -131,6 +127,12 @@ type Handler struct {
 	// The window of reject_limit. Default: 1m.
 	RejectWindow caddy.Duration `json:"reject_window,omitempty"`
 
+	// How long the module waits for a request body it must read to look
+	// for credentials. A body that has not arrived whole by then (a
+	// stalled or very slow client) gets 408 in the legacy format and the
+	// connection is closed. Default: 30s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
 	// The largest request body, in bytes, the module reads to look for
 	// credentials; a larger body that must be read gets 413. Default: 10 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
@@ -153,23 +155,6 @@ type Handler struct {
 	metrics *metrics
 	logger  *zap.Logger
 	share   *share // this handler's hold on backend and metrics
-}
-
-// StoreConfig configures the token store.
-type StoreConfig struct {
-	// The kind of store. Only "badger" exists, and is the default.
-	Type string `json:"type,omitempty"`
-
-	// The Badger directory. Default: amobridge/<client_id>/ in Caddy's
-	// data directory. Two Caddy processes cannot share one directory; one
-	// directory belongs to one integration (the store records its
-	// client_id, and refuses another).
-	Path string `json:"path,omitempty"`
-
-	// A 16, 24 or 32-byte AES key, hex or base64, that encrypts the store at
-	// rest. Give it as {env.VAR}. Without it, tokens are stored readable by
-	// whoever can read the directory, and Caddy logs a warning.
-	EncryptionKey string `json:"encryption_key,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -195,7 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.resolve(caddy.NewReplacer()); err != nil {
 		return err
 	}
-	storeOpts, oldPath, err := h.storeOptions(ctx)
+	spec, err := h.storeSpec(ctx)
 	if err != nil {
 		return err
 	}
@@ -209,19 +194,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		releaseMetrics()
 		return fmt.Errorf("loading amocrm app: %w", err)
 	}
-	b, err := appIface.(*App).register(h, storeOpts, oldPath)
+	b, err := appIface.(*App).register(h, spec)
 	if err != nil {
 		releaseMetrics()
 		return err
 	}
 	h.backend = b
 	h.share = newShare(func() {
-		_, _ = backends.Delete(b.path)
+		_, _ = backends.Delete(b.spec.key)
 		releaseMetrics()
 	})
-	if storeOpts.EncryptionKey == nil {
+	if spec.encryptionKey == nil {
 		h.logger.Warn("token store is not encrypted at rest; set store { encryption_key {env.VAR} } to encrypt it",
-			zap.String("path", b.path))
+			zap.String("store", spec.String()))
 	}
 	return nil
 }
@@ -245,7 +230,8 @@ func (h *Handler) resolve(repl *caddy.Replacer) error {
 	if h.callbackPath == "" {
 		h.callbackPath = pathOf(h.redirectURI)
 	}
-	h.stripOpts = legacy.Options{MaxBody: h.MaxBody, SessionCookie: legacy.DefaultSessionCookie}
+	h.stripOpts = legacy.Options{MaxBody: h.MaxBody, SessionCookie: legacy.DefaultSessionCookie,
+		ReadTimeout: time.Duration(h.BodyTimeout)}
 	if h.stripOpts.MaxBody == 0 {
 		h.stripOpts.MaxBody = DefaultMaxBody
 	}
@@ -262,47 +248,6 @@ func (h *Handler) resolve(repl *caddy.Replacer) error {
 	// request has the same account: resolved once, here.
 	h.accountIsLiteral = h.subdomainLiteral && !strings.Contains(h.literalAccount.BaseURL, "{")
 	return nil
-}
-
-// storeOptions resolves the store's configuration. Without a path the
-// store is the integration's own directory in Caddy's data directory, and
-// oldPath is where earlier versions kept the default store.
-func (h *Handler) storeOptions(ctx caddy.Context) (opts tokenstore.Options, oldPath string, err error) {
-	sc := h.Store
-	if sc == nil {
-		sc = new(StoreConfig)
-	}
-	repl := caddy.NewReplacer()
-	opts = tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, ""), Logger: ctx.Logger().Named("store")}
-	if opts.Path == "" {
-		oldPath = filepath.Join(caddy.AppDataDir(), "amobridge")
-		opts.Path = filepath.Join(oldPath, storeDirName(h.clientID))
-	}
-	if sc.EncryptionKey != "" {
-		k, err := tokenstore.ParseEncryptionKey(repl.ReplaceKnown(sc.EncryptionKey, ""))
-		if err != nil {
-			return opts, "", fmt.Errorf("amocrm_auth: store encryption_key: %w", err)
-		}
-		opts.EncryptionKey = k
-	}
-	return opts, oldPath, nil
-}
-
-// storeDirName is the default store directory's name for an integration:
-// its client_id (a UUID), or a hash of it if it is not a safe file name.
-func storeDirName(clientID string) string {
-	safe := clientID != "" && len(clientID) <= 128 && clientID[0] != '.'
-	for _, c := range clientID {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return clientID
-	}
-	sum := sha256.Sum256([]byte(clientID))
-	return "client-" + hex.EncodeToString(sum[:16])
 }
 
 // brokerConfig is the broker configuration this handler asks for; zero
@@ -375,11 +320,14 @@ func (h *Handler) Validate() error {
 	if h.callbackPath == "" || !strings.HasPrefix(h.callbackPath, "/") {
 		return fmt.Errorf("amocrm_auth: callback_path must be a path starting with / (default: the path of redirect_uri), got %q", h.callbackPath)
 	}
-	if h.Store != nil && h.Store.Type != "" && h.Store.Type != "badger" {
-		return fmt.Errorf("amocrm_auth: store %q is unknown (only badger)", h.Store.Type)
+	if err := validateStore(h.Store); err != nil {
+		return err
 	}
 	if h.MaxBody < 0 {
 		return errors.New("amocrm_auth: max_body must not be negative")
+	}
+	if h.BodyTimeout < 0 {
+		return errors.New("amocrm_auth: body_timeout must not be negative")
 	}
 	if h.RejectLimit != nil && *h.RejectLimit < 0 {
 		return errors.New("amocrm_auth: reject_limit must not be negative (0 turns it off)")
