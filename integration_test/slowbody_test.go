@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -87,6 +88,7 @@ func TestSlowBodiesBoundedMemory(t *testing.T) {
 				results[i].err = err
 				return
 			}
+			_, _ = io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			results[i].status, results[i].after = res.StatusCode, time.Since(start)
 			_, err = br.ReadByte() // the server closes the connection
