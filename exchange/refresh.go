@@ -85,7 +85,7 @@ func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (
 	defer unlock()
 	now := c.Now()
 
-	cur, err := b.store.Get(ctx, a.Name, login)
+	cur, err := b.reload(ctx, a.Name, login)
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return nil, newErr(KindWrongKey, op, errNoToken)
 	} else if err != nil {
@@ -175,6 +175,13 @@ func (b *Broker) dropAccess(a Account, login, rejected string) {
 		t.Expiry = time.Time{}
 		return true
 	})
+}
+
+// reload reads the user's token from the shared store itself, not from a
+// cache: in a cluster, another process may have refreshed the pair a moment
+// ago and its change event may not have arrived yet.
+func (b *Broker) reload(ctx context.Context, account, login string) (*tokenstore.Token, error) {
+	return b.store.Update(ctx, account, login, func(*tokenstore.Token) bool { return false })
 }
 
 // updateToken changes the stored token with fn, if fn says so, as one

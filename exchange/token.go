@@ -181,7 +181,7 @@ func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAcce
 	}
 	b.rememberBase(a)
 	for turn := 0; turn < 2; turn++ {
-		t, err := b.store.Get(ctx, a.Name, login)
+		t, err := b.reload(ctx, a.Name, login) // amoCRM said no: the cache may lag
 		if errors.Is(err, tokenstore.ErrNotFound) {
 			return nil, newErr(KindWrongKey, op, errNoToken)
 		} else if err != nil {

@@ -13,8 +13,10 @@ import (
 // coordinates in memory (Local); a store shared by a cluster (Redis) does so
 // across processes, on its own clock.
 type Coordinator interface {
-	// Update reads the user's token, lets fn change a copy and, if fn
-	// returns true, stores the copy (synced) as one atomic step: a write
+	// Update reads the user's token from the shared store itself (never
+	// from a cache that may lag behind another process's write), lets fn
+	// change a copy and, if fn returns true, stores the copy (synced) as
+	// one atomic step: a write
 	// that lost a race with another writer is not made, and fn is called
 	// again with the newer token. It returns the token stored at the end
 	// (the changed copy, or the stored one fn left alone). ErrNotFound if
