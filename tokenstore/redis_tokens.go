@@ -168,6 +168,10 @@ func (s *Redis) Delete(ctx context.Context, account, login string) error {
 	return nil
 }
 
+// errUpdateRenames is returned by an Update whose fn changed the token's
+// account or login: a token is stored under its own names.
+var errUpdateRenames = errors.New("tokenstore: update changed the token's account or login")
+
 // maxUpdateTries bounds Update's retries: each conflict means another
 // writer succeeded, so this is only reached under a storm of writes.
 const maxUpdateTries = 100
@@ -208,7 +212,7 @@ func (s *Redis) update(ctx context.Context, account, login string, fn func(*Toke
 				return nil
 			}
 			if c.Account != account || c.Login != login {
-				return errors.New("update changed the token's account or login")
+				return errUpdateRenames
 			}
 			val := s.seal(tk, encodeToken(c))
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -232,10 +236,10 @@ func (s *Redis) update(ctx context.Context, account, login string, fn func(*Toke
 				return nil, ctx.Err()
 			}
 			continue
+		case errors.Is(err, errUpdateRenames):
+			return nil, err
 		case err != nil:
-			if next == nil {
-				s.cache.failed(k, err)
-			}
+			s.cache.failed(k, err)
 			return nil, s.fail(ctx, "update token", err)
 		case cur == nil:
 			return nil, ErrNotFound
