@@ -153,6 +153,10 @@ func (h *Handler) takeTurn(w http.ResponseWriter, r *http.Request, br *exchange.
 		h.metrics.rateWait(waited)
 	}
 	if err != nil {
+		if r.Context().Err() == nil { // not the client leaving: answer
+			h.logger.Error("the account's budget is unavailable", zap.String("error", safeError(err)))
+			h.writeError(w, r, legacy.Found{}, storeUnavailable(), outcomeFailed)
+		}
 		return err
 	}
 	if retry > 0 {

@@ -54,6 +54,9 @@ type Broker struct {
 
 	info  infoCache
 	guard guard // restrains clients whose keys amoCRM rejects
+	// localPace keeps the accounts' pace in this process while the store's
+	// shared queues are unavailable.
+	localPace *tokenstore.Local
 
 	// Pacing of background work; tests shorten them.
 	keeperPause time.Duration // between two keeper refreshes (amoCRM allows ~7 calls/s)
@@ -86,6 +89,7 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 	}
 	b.info.init()
 	b.guard.init()
+	b.localPace = tokenstore.NewLocal(nil)
 	if err := b.SetConfig(c); err != nil {
 		return nil, err
 	}

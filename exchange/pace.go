@@ -2,8 +2,11 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"math"
 	"time"
+
+	"github.com/amobridge/amobridge/tokenstore"
 )
 
 // rateGuard is added to every window of n = floor(rate) requests: the pace
@@ -44,6 +47,12 @@ func (b *Broker) Turn(ctx context.Context, account string, maxWait time.Duration
 		maxWait = maxQueueWait
 	}
 	wait, ok, err := b.store.Reserve(ctx, "pace/"+account, every, maxWait)
+	if errors.Is(err, tokenstore.ErrUnavailable) {
+		// The shared budget is out of reach (Redis down): pace on this
+		// process's own queue rather than stop serving warm users. Until
+		// Redis is back, each instance keeps the pace alone.
+		wait, ok, err = b.localPace.Reserve(ctx, "pace/"+account, every, maxWait)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
