@@ -38,6 +38,10 @@ type metrics struct {
 	refreshSecs   prometheus.Histogram
 	tokens        *prometheus.GaugeVec
 	oldestRefresh prometheus.Gauge
+	lockWaitSecs  prometheus.Histogram
+	storeEvents   *prometheus.CounterVec
+	redisSecs     prometheus.Histogram
+	redisErrors   prometheus.Counter
 }
 
 const metricsPoolKey = "amobridge.metrics"
@@ -69,6 +73,16 @@ func newMetrics() *metrics {
 		tokens: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tokens",
 			Help: "Stored token pairs by state (fresh, refresh_due, expired, dead, keep_alive_due), counted by the keeper at each run."},
 			[]string{"state"}),
+		lockWaitSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "lock_wait_seconds",
+			Help: "Time a refresh waited for the user's refresh lock (in a cluster: held by another instance).", Buckets: latency}),
+		storeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "store_events_total",
+			Help: "Change events from the token store: token (one user's pair changed, on any instance), all (a reconnect: every cached entry re-checked)."},
+			[]string{"kind"}),
+		redisSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "redis_seconds",
+			Help: "Round-trip time of the commands and pipelines sent to Redis (cluster mode).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1}}),
+		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
+			Help: "Redis commands that failed (unreachable, timeout, refused), cluster mode."}),
 		oldestRefresh: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_refresh_token_age_seconds",
 			Help: "Age of the oldest live refresh token (amoCRM kills one unused for 3 months; keep_alive refreshes it sooner)."}),
 	}
@@ -76,7 +90,8 @@ func newMetrics() *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.store, m.exchanges, m.refreshes, m.replays,
-		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs, m.tokens, m.oldestRefresh}
+		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs, m.tokens, m.oldestRefresh,
+		m.lockWaitSecs, m.storeEvents, m.redisSecs, m.redisErrors}
 }
 
 // Destruct satisfies caddy.Destructor for the usage pool.
@@ -150,6 +165,21 @@ func (m *metrics) observe(event, result string, d time.Duration) {
 		if d > 0 {
 			m.refreshSecs.Observe(d.Seconds())
 		}
+	case "lock":
+		m.lockWaitSecs.Observe(d.Seconds())
+	case "event":
+		m.storeEvents.WithLabelValues(result).Inc()
+	}
+}
+
+// redis receives the Redis store's command timings (RedisOptions.Observe).
+func (m *metrics) redis(_ string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.redisSecs.Observe(d.Seconds())
+	if err != nil {
+		m.redisErrors.Inc()
 	}
 }
 

@@ -180,15 +180,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.resolve(caddy.NewReplacer()); err != nil {
 		return err
 	}
-	spec, err := h.storeSpec(ctx)
-	if err != nil {
-		return err
-	}
 	m, err := loadMetrics(ctx)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.metrics = m
+	spec, err := h.storeSpec(ctx)
+	if err != nil {
+		releaseMetrics()
+		return err
+	}
 	appIface, err := ctx.App("amocrm")
 	if err != nil {
 		releaseMetrics()

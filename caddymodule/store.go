@@ -165,6 +165,7 @@ func (h *Handler) storeSpec(ctx caddy.Context) (storeSpec, error) {
 			KeyPrefix:     repl.ReplaceKnown(sc.KeyPrefix, ""),
 			EncryptionKey: spec.encryptionKey,
 			Logger:        logger,
+			Observe:       h.metrics.redis,
 		}
 		for _, a := range sc.Addresses {
 			o.Addresses = append(o.Addresses, repl.ReplaceKnown(a, ""))

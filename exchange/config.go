@@ -65,8 +65,11 @@ type Config struct {
 	// ("lookup", "hit"|"miss", 0) for every token lookup of a request,
 	// ("exchange", result, duration) when an exchange flight ends and
 	// ("refresh", result, duration) when a refresh ends, where result is
-	// "ok", "rejected", "limited", "timeout", "failed" or "dead". It must be
-	// cheap and must not block; it never receives a user, key or token.
+	// "ok", "rejected", "limited", "timeout", "failed" or "dead";
+	// ("lock", result, waited) when a refresh took (or failed to take) the
+	// user's refresh lock; ("event", "token"|"all", 0) for each change
+	// event of the store. It must be cheap and must not block; it never
+	// receives a user, key or token.
 	Observe func(event, result string, d time.Duration)
 
 	// Tokens, if set, receives the keeper's census of the stored tokens at

@@ -239,6 +239,11 @@ const pollEvery = time.Second
 // flights, if account is "") that the store now holds: stored by another
 // process whose callback took the code.
 func (b *Broker) seen(account, login string) {
+	kind := "token"
+	if account == "" {
+		kind = "all"
+	}
+	b.cfg.Load().observe("event", kind, 0)
 	type cand struct {
 		state string
 		w     *waiter

@@ -73,8 +73,10 @@ func (b *Broker) runRefreshOnce(a Account, login, stale string, granted *bool) (
 	// store: a refresh token is single-use. After taking the lock, the pair
 	// is read again: another process may have refreshed it meanwhile.
 	lctx, lcancel := context.WithTimeout(ctx, lockWait)
+	waitStart := time.Now()
 	unlock, err := b.store.Lock(lctx, "refresh/"+uk)
 	lcancel()
+	c.observe("lock", resultOf(err), time.Since(waitStart))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, newErr(KindInternal, op, ErrClosed)

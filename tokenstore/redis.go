@@ -78,6 +78,11 @@ type RedisOptions struct {
 	// DefaultAttemptTTL.
 	AttemptTTL time.Duration
 
+	// Observe, if set, is told of every command (or pipeline) sent to
+	// Redis: its name, how long the round trip took, and its error (nil,
+	// or one that is not redis.Nil). For metrics; it must be cheap.
+	Observe func(cmd string, d time.Duration, err error)
+
 	// CacheSize bounds the token cache as Options.CacheSize does for
 	// Badger; 0 means the cache's default.
 	CacheSize int
@@ -245,6 +250,9 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 		MaxRetries:      1,
 		DialerRetries:   1, // a Redis that refuses is reported at once: the cache serves meanwhile
 	})
+	if o.Observe != nil {
+		s.rdb.AddHook(observeHook(o.Observe))
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	ctx, cancel := context.WithTimeout(s.ctx, redisOpenTimeout)
