@@ -79,7 +79,7 @@ func newMetrics() *metrics {
 			Help: "Change events from the token store: token (one user's pair changed, on any instance), all (a reconnect: every cached entry re-checked)."},
 			[]string{"kind"}),
 		redisSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "redis_seconds",
-			Help: "Round-trip time of the commands and pipelines sent to Redis (cluster mode).",
+			Help:    "Round-trip time of the commands and pipelines sent to Redis (cluster mode).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1}}),
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
 			Help: "Redis commands that failed (unreachable, timeout, refused), cluster mode."}),
