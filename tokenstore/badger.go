@@ -69,9 +69,24 @@ type Badger struct {
 
 var _ Store = (*Badger)(nil)
 
-// Badger tuning for a small key-value store (thousands to a few hundred
-// thousand records of a few KiB): small memtables and log files so that an
-// empty store takes a few MiB, not the GiBs of Badger's defaults.
+// Badger tuning for a store of up to a few million small records (a
+// token record is 1-2 KiB), read by point lookups of users the token cache
+// evicted, written rarely. The memory Badger needs is stated here and in
+// docs/performance.md ("Badger's memory"):
+//
+//   - memtables: up to 3 x memTableSize (two, and one being flushed): 12 MiB;
+//   - the index cache: the decrypted index (block offsets, Bloom filter) of
+//     every table, about 32 bytes per stored user; an encrypted store
+//     decrypts a table's index again on every lookup whose index is not
+//     cached, so the cache holds all of them for up to 2 million users;
+//     it costs only what the tables' indexes take;
+//   - the block cache: decrypted 4 KiB blocks; lookups are random over the
+//     users the token cache does not hold, so a large block cache would
+//     mostly duplicate that cache: it only keeps the blocks of the last few
+//     thousand misses;
+//   - the tables themselves are memory-mapped: their pages, once read, are
+//     counted in the process's RSS as file pages (the kernel's page cache),
+//     up to the store's size on disk.
 const (
 	memTableSize     = 4 << 20
 	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
@@ -79,8 +94,8 @@ const (
 	baseLevelSize    = 8 << 20
 	valueLogFileSize = 1 << 20  // the minimum: values never go to the value log (see valueThreshold)
 	valueThreshold   = 64 << 10 // every record here is far smaller: values stay in the LSM tree
-	blockCacheSize   = 8 << 20  // needed by Badger with encryption
-	indexCacheSize   = 4 << 20  // idem
+	blockCacheSize   = 16 << 20 // decrypted blocks (needed by Badger with encryption)
+	indexCacheSize   = 64 << 20 // decrypted table indexes: ~32 B per user, 2 million users
 )
 
 // Open opens (creating it if needed) the store in o.Path, or an empty

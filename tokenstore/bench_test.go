@@ -296,6 +296,14 @@ func scale(t *testing.T, users int, key []byte) {
 	s = openDir(t, dir, key)
 	defer s.Close()
 	t.Logf("open: %v", time.Since(start).Round(time.Microsecond))
+	var tables, indexes, blooms int
+	for _, ti := range s.db.Tables() {
+		tables++
+		indexes += ti.IndexSz
+		blooms += ti.BloomFilterSize
+	}
+	t.Logf("%d tables; their indexes %.1f MiB (%.0f B per user), of which Bloom filters %.1f MiB (index cache %d MiB)",
+		tables, float64(indexes)/(1<<20), float64(indexes)/float64(users), float64(blooms)/(1<<20), s.db.Opts().IndexCacheSize>>20)
 
 	logins := make([]string, users)
 	for i := range logins {

@@ -142,6 +142,9 @@ func (sh *shard) get(k ukey) (t *Token, hit bool, gen uint64) {
 // about k meanwhile, that answer wins; if another write happened in the
 // shard meanwhile, t may be stale and is returned but not cached.
 func (sh *shard) fill(k ukey, t *Token, gen uint64) *Token {
+	if t != nil {
+		t = packToken(t) // the record's string also holds the key hash, times, lengths
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.pos[k]; ok {
@@ -282,8 +285,10 @@ func ownKey(k ukey, t *Token) bool {
 	return t.Account == k.account && t.Login == k.login
 }
 
-// packToken returns t with its strings in one allocation, as decodeToken
-// returns them (a token copied by Put has one per string). t is not changed.
+// packToken returns t with its strings in one allocation of their exact
+// size (a token copied by Put has one per string; one decodeToken returns
+// shares the record's string, which also holds the key hash, the times and
+// the lengths). t is not changed.
 func packToken(t *Token) *Token {
 	n := len(t.Account) + len(t.Login) + len(t.AccessToken) + len(t.RefreshToken)
 	var b strings.Builder
