@@ -63,7 +63,9 @@ func main() {
 				t := &tokenstore.Token{
 					Account: *account, Login: lbusers.Login(i), KeyHash: s.HashKey(lbusers.Key(i)),
 					AccessToken: access, RefreshToken: fmt.Sprintf("def50200%0120d", i),
-					Expiry: now.Add(365 * 24 * time.Hour), IssuedAt: now,
+					// LastUsed as the callback stores a new pair: Sweep rewrites a
+					// token's last use only an hour or more after it.
+					Expiry: now.Add(365 * 24 * time.Hour), IssuedAt: now, LastUsed: now,
 				}
 				if err := s.Put(ctx, t); err != nil {
 					log.Fatalf("seed: user %d: %v", i, err)
