@@ -17,9 +17,11 @@ import (
 // negativeCap of them, so that requests for random logins cannot grow
 // memory without bound.
 //
-// A cached token costs about 1.3 KiB of heap with amoCRM-sized tokens (its
-// record, its Token, its map slot and entry): see docs/performance.md for
-// the measurements behind DefaultCacheSize.
+// A cached token costs about 1.4 KiB of heap with tokens of 1 KB (a 900-byte
+// access token, as scripts/loadbench seeds) and 2.7 KiB with amoCRM's
+// largest (a 1,000-byte access token and a 700-byte refresh token): the
+// token's strings in one allocation, its Token, key hash, entry, map slot
+// and clock slot. See docs/performance.md for the measurements.
 const (
 	numShards      = 64
 	negativeCap    = 10000
@@ -28,9 +30,13 @@ const (
 )
 
 // DefaultCacheSize is how many users' tokens the cache holds when
-// Options.CacheSize is 0: about 280 MB of heap (560 MB of RSS at Go's
-// default GOGC) with amoCRM's tokens.
-const DefaultCacheSize = 200000
+// Options.CacheSize is 0. It is derived from issue 12's budget: a million
+// stored users in 1 KiB each over the empty process. Take away Badger's
+// ~100 MB (index cache, block cache, memtables) and Go's collector headroom
+// (at GOGC=100 the heap grows to twice the live heap), and the cache may
+// hold ~430 MB of live heap: 150,000 of amoCRM's largest tokens (2.7 KiB),
+// ~400 MB of RSS with the benchmark's 1 KB tokens (1.4 KiB).
+const DefaultCacheSize = 150000
 
 // ukey is a cache key. A struct of two strings: looking it up allocates nothing.
 type ukey struct{ account, login string }
