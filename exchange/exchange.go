@@ -22,9 +22,9 @@ type flightResult struct {
 // for this caller's key. t is the user's token the key did not match, if
 // any: then a failure leaves the key wrong, or not tried yet. A client that
 // amoCRM rejected a key from is restrained (see guard) before it starts one.
-func (b *Broker) exchange(ctx context.Context, c *Config, a Account, login, key string, kh []byte, t *tokenstore.Token) (*tokenstore.Token, error) {
+func (b *Broker) exchange(ctx context.Context, c *Config, a Account, client, login, key string, kh []byte, t *tokenstore.Token) (*tokenstore.Token, error) {
 	const op = "exchange"
-	uk, client := userKey(a.Name, login), clientOf(ctx)
+	uk := userKey(a.Name, login)
 	if now := c.Now(); b.guard.check(c, uk, client, now) > 0 {
 		// What amoCRM's limit says comes first (a key known to be wrong,
 		// the interval); then the guard's own answer.
@@ -104,9 +104,20 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 	} else if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
 		return r, newErr(KindInternal, op, err)
 	}
-	if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, nil); e != nil {
-		log.Debug("exchange not allowed yet", zap.Duration("retry_after", e.RetryAfter), zap.Bool("rejected_key", errors.Is(e, errKeyRejected)))
-		return r, e
+	// One read of the user's last attempt decides: an exchange of this
+	// very key may be under way in another process (a cluster), then wait
+	// for its token instead of answering "too often"; else amoCRM's limit.
+	switch last, err := b.store.GetAttempt(ctx, a.Name, login); {
+	case err == nil && b.underWay(c, last, kh, now):
+		log.Debug("an exchange of this key is under way elsewhere; waiting for its token")
+		return b.awaitElsewhere(c, a, login, last)
+	case err == nil:
+		if e := verdict(last, kh, now, c.ExchangeInterval, nil); e != nil {
+			log.Debug("exchange not allowed yet", zap.Duration("retry_after", e.RetryAfter), zap.Bool("rejected_key", errors.Is(e, errKeyRejected)))
+			return r, e
+		}
+	case !errors.Is(err, tokenstore.ErrNotFound):
+		return r, newErr(KindInternal, op, err)
 	}
 	// The exchange's first call to amoCRM takes its turn in the account's
 	// budget before anything is recorded: a refused turn is no attempt.
@@ -137,11 +148,21 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 	}
 	if !claimed {
 		b.dropPending(state)
+		if b.underWay(c, att, kh, now) {
+			log.Debug("another process claimed the exchange of this key first; waiting for its token")
+			return b.awaitElsewhere(c, a, login, att)
+		}
 		log.Debug("another process claimed the exchange first")
 		return r, &Error{Kind: KindLimited, Op: op, RetryAfter: max(time.Second, att.At.Add(c.ExchangeInterval).Sub(now)), Err: errTooOften}
 	}
 	w := b.addWaiter(state, &waiter{account: a.Name, login: login, kh: kh, since: att.At})
 	defer b.dropWaiter(state, w)
+	ended := true // unless a token comes
+	defer func() {
+		if ended {
+			b.noteEnded(att)
+		}
+	}()
 
 	log.Info("exchanging the API key")
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -189,7 +210,7 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 			if w.err != nil {
 				return r, w.err
 			}
-			r.tok = w.tok
+			r.tok, ended = w.tok, false
 			return r, nil
 		case <-poll.C:
 			b.look(state, w)
@@ -197,6 +218,71 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 			log.Warn("no authorization code in time; a later code still completes the exchange", zap.Duration("timeout", c.ExchangeTimeout))
 			return r, &Error{Kind: KindTimeout, Op: op, Err: errNoCode}
 		case <-ctx.Done():
+			return r, newErr(KindInternal, op, ErrClosed)
+		}
+	}
+}
+
+// underWay reports whether att, the user's last attempt, is an exchange of
+// the key kh that may still bring its token (within ExchangeTimeout of it,
+// and not rejected): made by another process, since this one's flight for
+// the user is this very one.
+func (b *Broker) underWay(c *Config, att tokenstore.Attempt, kh []byte, now time.Time) bool {
+	return !att.At.IsZero() && !att.Rejected && subtle.ConstantTimeCompare(att.KeyHash, kh) == 1 &&
+		now.Sub(att.At) < c.ExchangeTimeout && !b.endedHere(att, now, c.ExchangeTimeout)
+}
+
+// endedHere reports whether att is an exchange this process made that has
+// ended without a token (its code grant failed, or its code did not come):
+// no token will come of it. It also forgets ends older than timeout.
+func (b *Broker) endedHere(att tokenstore.Attempt, now time.Time, timeout time.Duration) bool {
+	uk := userKey(att.Account, att.Login)
+	b.emu.Lock()
+	defer b.emu.Unlock()
+	for k, at := range b.ended {
+		if now.Sub(at) > timeout {
+			delete(b.ended, k)
+		}
+	}
+	at, ok := b.ended[uk]
+	return ok && at.Equal(att.At)
+}
+
+// noteEnded records that this process's exchange att ended without a token.
+func (b *Broker) noteEnded(att tokenstore.Attempt) {
+	b.emu.Lock()
+	b.ended[userKey(att.Account, att.Login)] = att.At
+	b.emu.Unlock()
+}
+
+// awaitElsewhere waits, as a flight waiting for its own code does, for the
+// token of the exchange att another process made: until ExchangeTimeout
+// after att was made.
+func (b *Broker) awaitElsewhere(c *Config, a Account, login string, att tokenstore.Attempt) (flightResult, error) {
+	const op = "exchange"
+	r := flightResult{kh: att.KeyHash}
+	id, err := newState()
+	if err != nil {
+		return r, newErr(KindInternal, op, errors.New("no randomness"))
+	}
+	id = "elsewhere/" + id
+	w := b.addWaiter(id, &waiter{account: a.Name, login: login, kh: att.KeyHash, since: att.At})
+	defer b.dropWaiter(id, w)
+	b.look(id, w) // it may have come already
+	timer := time.NewTimer(max(0, att.At.Add(c.ExchangeTimeout).Sub(c.Now())))
+	defer timer.Stop()
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	for {
+		select {
+		case <-w.done:
+			r.tok = w.tok
+			return r, w.err
+		case <-poll.C:
+			b.look(id, w)
+		case <-timer.C:
+			return r, &Error{Kind: KindTimeout, Op: op, Err: errNoCode}
+		case <-b.ctx.Done():
 			return r, newErr(KindInternal, op, ErrClosed)
 		}
 	}
@@ -230,6 +316,11 @@ func (b *Broker) addWaiter(state string, w *waiter) *waiter {
 	b.wmu.Unlock()
 	return w
 }
+
+// clockSkew is how far the clocks of a cluster's instances (and Redis's)
+// may disagree: a token issued by another instance counts for an exchange
+// if it was issued no earlier than this before the exchange's attempt.
+const clockSkew = 5 * time.Second
 
 // pollEvery is how often a flight waiting for its code looks at the store,
 // in case another process stored the token and its change event was lost.
@@ -266,7 +357,7 @@ func (b *Broker) look(state string, w *waiter) {
 	ctx, cancel := context.WithTimeout(b.ctx, callbackTimeout)
 	defer cancel()
 	t, err := b.store.Get(ctx, w.account, w.login)
-	if err == nil && keyMatches(t, w.kh) && !t.IssuedAt.Before(w.since) && t.RefreshToken != "" {
+	if err == nil && keyMatches(t, w.kh) && !t.IssuedAt.Before(w.since.Add(-clockSkew)) && t.RefreshToken != "" {
 		b.finish(state, t, nil)
 	}
 }

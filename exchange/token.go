@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -22,29 +23,37 @@ import (
 //
 // The returned token is shared: treat it as read-only.
 func (b *Broker) Token(ctx context.Context, a Account, login, key string) (*tokenstore.Token, error) {
+	return b.TokenFrom(ctx, a, "", login, key)
+}
+
+// TokenFrom is Token for a request from client (its address, e.g. the
+// client IP): a client whose keys amoCRM keeps rejecting is restrained
+// before it starts another exchange (see Config.RejectLimit). An empty
+// client is never restrained.
+func (b *Broker) TokenFrom(ctx context.Context, a Account, client, login, key string) (*tokenstore.Token, error) {
 	login = NormalizeLogin(login)
 	if login == "" || key == "" {
 		return nil, &Error{Kind: KindWrongKey, Op: "token", Err: errors.New("empty login or key")}
 	}
 	c := b.cfg.Load()
-	kh := b.store.HashKey(key)
+	sum := b.store.KeyHash(key) // on the stack: the hot path allocates nothing here
 	t, err := b.store.Get(ctx, a.Name, login)
 	if err == nil {
 		c.observe("lookup", "hit", 0)
 	} else if errors.Is(err, tokenstore.ErrNotFound) {
 		c.observe("lookup", "miss", 0)
 	}
-	if err == nil && keyMatches(t, kh) {
+	if err == nil && keyMatches(t, sum[:]) {
 		if now := c.Now(); fresh(t, now, c.RefreshAhead) {
 			b.store.Touch(a.Name, login, now)
 			return t, nil
 		}
 	}
-	return b.tokenSlow(ctx, c, a, login, key, kh, t, err)
+	return b.tokenSlow(ctx, c, a, client, login, key, bytes.Clone(sum[:]), t, err)
 }
 
 // tokenSlow is Token beyond the hot path. t and err are the store's answer.
-func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key string, kh []byte, t *tokenstore.Token, err error) (*tokenstore.Token, error) {
+func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, client, login, key string, kh []byte, t *tokenstore.Token, err error) (*tokenstore.Token, error) {
 	const op = "token"
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 	if a.Name == "" || a.BaseURL == "" {
@@ -57,7 +66,7 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 			if !errors.Is(err, tokenstore.ErrNotFound) {
 				return nil, newErr(KindInternal, op, err)
 			}
-			return b.exchange(ctx, c, a, login, key, kh, nil)
+			return b.exchange(ctx, c, a, client, login, key, kh, nil)
 		}
 		now := c.Now()
 		if !keyMatches(t, kh) {
@@ -65,7 +74,7 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, t); e != nil {
 				return nil, e
 			}
-			return b.exchange(ctx, c, a, login, key, kh, t)
+			return b.exchange(ctx, c, a, client, login, key, kh, t)
 		}
 		if fresh(t, now, c.RefreshAhead) {
 			b.store.Touch(a.Name, login, now)
@@ -81,7 +90,7 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, login, key
 				}
 				return nil, e
 			}
-			return b.exchange(ctx, c, a, login, key, kh, nil)
+			return b.exchange(ctx, c, a, client, login, key, kh, nil)
 		}
 		if alive(t, now) && b.backingOff(uk, now) {
 			b.store.Touch(a.Name, login, now)
@@ -227,6 +236,11 @@ func (b *Broker) exchangeAllowed(ctx context.Context, a Account, login string, k
 	} else if err != nil {
 		return newErr(KindInternal, "exchange", err)
 	}
+	return verdict(att, kh, now, interval, t)
+}
+
+// verdict is exchangeAllowed's judgement of the user's last attempt att.
+func verdict(att tokenstore.Attempt, kh []byte, now time.Time, interval time.Duration, t *tokenstore.Token) *Error {
 	left := att.At.Add(interval).Sub(now)
 	if left <= 0 {
 		return nil
