@@ -73,7 +73,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	login := found.Login
 	var tok *tokenstore.Token
 	if found.Kind == legacy.Key {
-		tok, err = br.Token(exchange.WithClient(ctx, clientIP(r)), acct, found.Login, found.Key)
+		tok, err = br.TokenFrom(ctx, acct, clientIP(r), found.Login, found.Key)
 	} else {
 		login, tok, err = br.SessionToken(ctx, acct, found.SessionID)
 	}
@@ -100,7 +100,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	body := h.replayable(r)
 	// The recorder buffers the body of a 401, not its headers: they land in
 	// w's header map. Keep what was there, to start the replay from it.
-	before := w.Header().Clone()
+	var before headerSnapshot
+	before.take(w.Header())
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
@@ -127,11 +128,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	// Drop the 401's headers: what follows (the replay, or a 429) starts
 	// from the headers the response had before.
-	hdr := w.Header()
-	clear(hdr)
-	for k, v := range before {
-		hdr[k] = v
-	}
+	before.restore(w.Header())
 	h.metrics.replay()
 	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
@@ -330,6 +327,38 @@ func (b *replayBody) rewind(r *http.Request) error {
 	r.Body = io.NopCloser(bytes.NewReader(all))
 	r.ContentLength = int64(len(all))
 	return nil
+}
+
+// headerSnapshot keeps a response's header map as it was, to be put back:
+// a few entries in place (no allocation on the hot path), more in a clone.
+// Values are kept by reference: a handler replaces them (Set, Del), it does
+// not change them in place.
+type headerSnapshot struct {
+	n    int
+	keys [8]string
+	vals [8][]string
+	all  http.Header // when there were more than fit
+}
+
+func (s *headerSnapshot) take(h http.Header) {
+	if len(h) > len(s.keys) {
+		s.all = h.Clone()
+		return
+	}
+	for k, v := range h {
+		s.keys[s.n], s.vals[s.n] = k, v
+		s.n++
+	}
+}
+
+func (s *headerSnapshot) restore(h http.Header) {
+	clear(h)
+	for k, v := range s.all {
+		h[k] = v
+	}
+	for i := range s.n {
+		h[s.keys[i]] = s.vals[i]
+	}
 }
 
 // drainLimit bounds how much of a refused body is read and discarded, so

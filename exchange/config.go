@@ -37,7 +37,7 @@ type Config struct {
 	SessionTTL       time.Duration // lifetime of an emulated auth.php session; default 15m
 
 	// RejectLimit is how many exchanges amoCRM rejects that one client (see
-	// WithClient) may cause per RejectWindow before it may start no more;
+	// TokenFrom) may cause per RejectWindow before it may start no more;
 	// 0 means DefaultRejectLimit, < 0 no limit. RejectWindow's zero value
 	// means DefaultRejectWindow.
 	RejectLimit  int

@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -17,20 +16,6 @@ const (
 // maxGuarded bounds the guard's memory: past it, entries that no longer
 // restrain anyone are dropped, then the oldest blocks.
 const maxGuarded = 100000
-
-type clientCtxKey struct{}
-
-// WithClient returns ctx carrying the address of the client a request came
-// from (its IP). Token uses it to restrain clients whose keys amoCRM keeps
-// rejecting; without it, no client is restrained.
-func WithClient(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, clientCtxKey{}, addr)
-}
-
-func clientOf(ctx context.Context) string {
-	s, _ := ctx.Value(clientCtxKey{}).(string)
-	return s
-}
 
 // guard keeps strangers from spending what belongs to users and accounts.
 // A client (address) whose key amoCRM rejected for a user cannot start

@@ -12,9 +12,9 @@ import (
 
 // tokenFrom calls Token as a request from client would.
 func (e *env) tokenFrom(client, login, key string) (*tokenstore.Token, error) {
-	ctx, cancel := context.WithTimeout(WithClient(context.Background(), client), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	t, err := e.b.Token(ctx, e.acct, login, key)
+	t, err := e.b.TokenFrom(ctx, e.acct, client, login, key)
 	noteErr(err)
 	return t, err
 }

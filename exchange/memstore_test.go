@@ -192,6 +192,11 @@ func (s *memStore) HashKey(apiKey string) []byte {
 	return h.Sum(nil)
 }
 
+func (s *memStore) KeyHash(apiKey string) (sum [32]byte) {
+	copy(sum[:], s.HashKey(apiKey))
+	return sum
+}
+
 func (s *memStore) Close() error {
 	s.mu.Lock()
 	s.closed = true

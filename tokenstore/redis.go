@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"net"
 	"strings"
 	"sync"
@@ -273,7 +272,7 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 		_ = s.rdb.Close()
 		return nil, s.fail(ctx, "open "+strings.Join(o.Addresses, ","), err)
 	}
-	s.hmacs.New = func() any { return hmac.New(sha256.New, s.secret) }
+	s.hmacs.New = func() any { return newKeyHasher(s.secret) }
 	return s, nil
 }
 
@@ -475,13 +474,12 @@ func (s *Redis) loadSecret(ctx context.Context) error {
 // HashKey returns HMAC-SHA256 of apiKey keyed with the cluster's secret.
 // It keeps working after Close.
 func (s *Redis) HashKey(apiKey string) []byte {
-	h := s.hmacs.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(apiKey))
-	sum := h.Sum(make([]byte, 0, sha256.Size))
-	s.hmacs.Put(h)
-	return sum
+	h := s.KeyHash(apiKey)
+	return h[:]
 }
+
+// KeyHash is HashKey as an array: no allocation (the hot path).
+func (s *Redis) KeyHash(apiKey string) [sha256.Size]byte { return keyHash(&s.hmacs, apiKey) }
 
 func hmacSum(key []byte, msg string) []byte {
 	m := hmac.New(sha256.New, key)

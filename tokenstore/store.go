@@ -110,6 +110,8 @@ type Store interface {
 	// HashKey returns the store's keyed hash (HMAC-SHA256 with a secret kept
 	// in the store) of an API key. Compare results with subtle.ConstantTimeCompare.
 	HashKey(apiKey string) []byte
+	// KeyHash is HashKey as an array, allocating nothing.
+	KeyHash(apiKey string) [32]byte
 
 	// Close flushes and closes the store.
 	Close() error
