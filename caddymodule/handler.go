@@ -119,6 +119,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 
 	// amoCRM refused our token: re-read the store, refresh once, replay once.
 	fresh, rerr := br.Reauthorize(r.Context(), acct, tok.Login, tok.AccessToken)
+	if k := exchange.KindOf(rerr); rerr != nil && k != exchange.KindWrongKey && r.Context().Err() == nil {
+		// No new token can be had right now (the store or amoCRM is out of
+		// reach): say so, with a Retry-After, rather than pass on a 401
+		// that reads as "wrong credentials".
+		before.restore(w.Header())
+		h.writeBrokerError(w, r, legacy.Found{}, acct, tok.Login, rerr)
+		return nil
+	}
 	if rerr != nil || fresh == nil || fresh.AccessToken == tok.AccessToken {
 		h.metrics.request(outcomeServed)
 		return rec.WriteResponse()
