@@ -104,6 +104,10 @@ func (w *benchWriter) Header() http.Header         { return w.h }
 func (w *benchWriter) WriteHeader(status int)      { w.status = status }
 func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
 
+// SetReadDeadline is there as on Caddy's own writers (body_timeout cuts a
+// stalled body through it).
+func (w *benchWriter) SetReadDeadline(time.Time) error { return nil }
+
 func (w *benchWriter) reset() {
 	clear(w.h)
 	w.status = 0
