@@ -4,6 +4,8 @@
 #   make test    every test: unit tests (-race), integration tests, a fuzz and a benchmark smoke run
 #   make lint    gofmt must list nothing; go.mod and go.sum tidy; go vet ./...
 #   make demo    build, then run Caddy + a fake amoCRM and send a legacy request through
+#   make demo-cluster  the same with two Caddys sharing a Redis (redis-server needed);
+#                amoCRM calls back the instance the request did not go to
 #   make bench   the benchmarks, briefly
 #   make clean   remove build and test output (distclean also removes .tools/)
 
@@ -25,7 +27,7 @@ INTEGRATION_TIMEOUT ?= 20m
 # A shell snippet, so that a failing `go list` fails the target.
 LIST_UNIT_PKGS = pkgs="$$($(GO) list ./...)" || exit 1; pkgs="$$(echo "$$pkgs" | grep -v '/integration_test$$')"
 
-.PHONY: all build test test-unit test-integration fuzz-smoke bench-smoke lint fmt tidy vet demo bench clean distclean
+.PHONY: all build test test-unit test-integration fuzz-smoke bench-smoke lint fmt tidy vet demo demo-cluster bench clean distclean
 
 all: lint test
 
@@ -73,6 +75,9 @@ vet:
 
 demo:
 	demo/run.sh
+
+demo-cluster:
+	demo/cluster.sh
 
 bench:
 	@$(LIST_UNIT_PKGS); set -x; $(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $$pkgs
