@@ -95,7 +95,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
-	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	r.Header.Set("Authorization", tok.Authorization())
 
 	body := h.replayable(r)
 	// The recorder buffers the body of a 401, not its headers: they land in
@@ -141,7 +141,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
-	r.Header.Set("Authorization", "Bearer "+fresh.AccessToken)
+	r.Header.Set("Authorization", fresh.Authorization())
 	rec2 := caddyhttp.NewResponseRecorder(w, nil, nil)
 	if err := next.ServeHTTP(rec2, r); err != nil {
 		return h.upstreamError(w, rec2, err)

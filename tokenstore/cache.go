@@ -296,18 +296,21 @@ func ownKey(k ukey, t *Token) bool {
 // shares the record's string, which also holds the key hash, the times and
 // the lengths). t is not changed.
 func packToken(t *Token) *Token {
-	n := len(t.Account) + len(t.Login) + len(t.AccessToken) + len(t.RefreshToken)
+	const bearer = "Bearer "
+	n := len(t.Account) + len(t.Login) + len(bearer) + len(t.AccessToken) + len(t.RefreshToken)
 	var b strings.Builder
 	b.Grow(n)
 	b.WriteString(t.Account)
 	b.WriteString(t.Login)
+	b.WriteString(bearer)
 	b.WriteString(t.AccessToken)
 	b.WriteString(t.RefreshToken)
 	s := b.String()
 	p := *t
 	p.Account, s = s[:len(t.Account)], s[len(t.Account):]
 	p.Login, s = s[:len(t.Login)], s[len(t.Login):]
-	p.AccessToken, p.RefreshToken = s[:len(t.AccessToken)], s[len(t.AccessToken):]
+	p.auth, p.RefreshToken = s[:len(bearer)+len(t.AccessToken)], s[len(bearer)+len(t.AccessToken):]
+	p.AccessToken = p.auth[len(bearer):]
 	return &p
 }
 
