@@ -29,14 +29,21 @@ command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 command -v redis-server >/dev/null || die "redis-server is needed (apt-get install redis-server)"
 command -v redis-cli >/dev/null || die "redis-cli is needed (apt-get install redis-tools)"
 
-# A TCP port on 127.0.0.1 that nothing listens on, and none handed out before
-# (free_port runs in a command substitution: the caller records it in TAKEN).
+# A TCP port on 127.0.0.1 that nothing listens on, none handed out before
+# (free_port runs in a command substitution: the caller records it in TAKEN),
+# and below the kernel's ephemeral range, whose ports any outgoing connection
+# may take between this check and the bind.
 TAKEN=" "
+PORT_LO=20000 PORT_HI=32767
+if read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph_lo - 1 < PORT_HI)); then
+	PORT_HI=$((eph_lo - 1))
+	((PORT_HI - PORT_LO >= 1000)) || PORT_LO=$((PORT_HI > 11024 ? PORT_HI - 10000 : 1024))
+fi
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
 	local p
 	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO + 1)))
 		[[ "$TAKEN" == *" $p "* ]] && continue
 		port_in_use "$p" && continue
 		echo "$p"
@@ -108,18 +115,26 @@ STORE_KEY="$(random_hex 32)"
 
 say "Starting redis-server on 127.0.0.1:$REDIS_PORT (appendonly yes, appendfsync everysec)"
 mkdir -p "$DEMO_DIR/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DEMO_DIR/redis" \
-	--appendonly yes --appendfsync everysec --save "" --daemonize no \
-	--logfile "$DEMO_DIR/redis/redis.log" &
-REDIS_PID=$!
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
-for _ in $(seq 100); do
-	[[ "$(rcli ping 2>/dev/null)" == PONG ]] && break
-	kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited while starting"
-	sleep 0.1
+# start_redis: starts redis-server on REDIS_PORT; fails if it exits or does not answer.
+start_redis() {
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DEMO_DIR/redis" \
+		--appendonly yes --appendfsync everysec --save "" --daemonize no \
+		--logfile "$DEMO_DIR/redis/redis.log" &
+	REDIS_PID=$!
+	for _ in $(seq 100); do
+		[[ "$(rcli ping 2>/dev/null)" == PONG ]] && return 0
+		kill -0 "$REDIS_PID" 2>/dev/null || { wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""; return 1; }
+		sleep 0.1
+	done
+	return 1
+}
+for try in 1 2 3 4 5; do
+	start_redis && break
+	[[ -z "$REDIS_PID" && $try -lt 5 ]] || die "redis-server did not start on port $REDIS_PORT"
+	REDIS_PORT="$(free_port)"; TAKEN+="$REDIS_PORT " # taken meanwhile: another port
 done
-[[ "$(rcli ping 2>/dev/null)" == PONG ]] || die "redis-server did not answer within 10 s"
-echo "  ready"
+echo "  ready on port $REDIS_PORT"
 
 say "Starting the fake amoCRM (account acme, user $LOGIN; Redirect URI: instance B's callback)"
 FAKEAMOCRM_CLIENT_SECRET="$CLIENT_SECRET" bin/fakeamocrm \
