@@ -367,6 +367,7 @@ type ClusterOptions struct {
 	Extra     []string                  // more amocrm_auth lines
 	Debug     bool                      // Caddy's debug log
 	Route     clRoute                   // default clRouteNext
+	Stopped   bool                      // prepare the instances but do not start them
 }
 
 // Cluster is one cluster test's world: a redis-server, the fake amoCRM
@@ -458,8 +459,10 @@ func NewCluster(t *testing.T, o ClusterOptions) *Cluster {
 		})
 		c.Nodes = append(c.Nodes, n)
 	}
-	for i, n := range c.Nodes {
-		n.Start(c.Caddyfile(i))
+	if !o.Stopped {
+		for i, n := range c.Nodes {
+			n.Start(c.Caddyfile(i))
+		}
 	}
 	t.Cleanup(func() {
 		if !t.Failed() {
