@@ -49,9 +49,6 @@ type Broker struct {
 	fmu      sync.Mutex
 	failures map[string]time.Time // user → when a refresh last failed (transiently)
 
-	emu   sync.Mutex
-	ended map[string]time.Time // user → the At of this process's last exchange that ended without a token
-
 	bmu   sync.Mutex
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
@@ -85,7 +82,6 @@ func NewBroker(s tokenstore.Store, c Config) (*Broker, error) {
 		defClient:   newDefaultClient(),
 		waiters:     make(map[string]*waiter),
 		failures:    make(map[string]time.Time),
-		ended:       make(map[string]time.Time),
 		bases:       make(map[string]string),
 		keeperPause: 200 * time.Millisecond,
 		retryDelay:  time.Second,

@@ -157,12 +157,7 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 	}
 	w := b.addWaiter(state, &waiter{account: a.Name, login: login, kh: kh, since: att.At})
 	defer b.dropWaiter(state, w)
-	ended := true // unless a token comes
-	defer func() {
-		if ended {
-			b.noteEnded(att)
-		}
-	}()
+	defer b.markDone(att)
 
 	log.Info("exchanging the API key")
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -210,7 +205,7 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 			if w.err != nil {
 				return r, w.err
 			}
-			r.tok, ended = w.tok, false
+			r.tok = w.tok
 			return r, nil
 		case <-poll.C:
 			b.look(state, w)
@@ -228,31 +223,8 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 // and not rejected): made by another process, since this one's flight for
 // the user is this very one.
 func (b *Broker) underWay(c *Config, att tokenstore.Attempt, kh []byte, now time.Time) bool {
-	return !att.At.IsZero() && !att.Rejected && subtle.ConstantTimeCompare(att.KeyHash, kh) == 1 &&
-		now.Sub(att.At) < c.ExchangeTimeout && !b.endedHere(att, now, c.ExchangeTimeout)
-}
-
-// endedHere reports whether att is an exchange this process made that has
-// ended without a token (its code grant failed, or its code did not come):
-// no token will come of it. It also forgets ends older than timeout.
-func (b *Broker) endedHere(att tokenstore.Attempt, now time.Time, timeout time.Duration) bool {
-	uk := userKey(att.Account, att.Login)
-	b.emu.Lock()
-	defer b.emu.Unlock()
-	for k, at := range b.ended {
-		if now.Sub(at) > timeout {
-			delete(b.ended, k)
-		}
-	}
-	at, ok := b.ended[uk]
-	return ok && at.Equal(att.At)
-}
-
-// noteEnded records that this process's exchange att ended without a token.
-func (b *Broker) noteEnded(att tokenstore.Attempt) {
-	b.emu.Lock()
-	b.ended[userKey(att.Account, att.Login)] = att.At
-	b.emu.Unlock()
+	return !att.At.IsZero() && !att.Rejected && !att.Done && subtle.ConstantTimeCompare(att.KeyHash, kh) == 1 &&
+		now.Sub(att.At) < c.ExchangeTimeout
 }
 
 // awaitElsewhere waits, as a flight waiting for its own code does, for the
@@ -285,6 +257,22 @@ func (b *Broker) awaitElsewhere(c *Config, a Account, login string, att tokensto
 		case <-b.ctx.Done():
 			return r, newErr(KindInternal, op, ErrClosed)
 		}
+	}
+}
+
+// markDone records that this process's exchange att has ended (with its
+// token, or without one: no other process should wait for it), unless a
+// later attempt has replaced it meanwhile.
+func (b *Broker) markDone(att tokenstore.Attempt) {
+	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
+	defer cancel()
+	cur, err := b.store.GetAttempt(ctx, att.Account, att.Login)
+	if err != nil || !cur.At.Equal(att.At) || cur.Done {
+		return
+	}
+	cur.Done = true
+	if err := b.store.PutAttempt(ctx, cur); err != nil {
+		b.cfg.Load().Logger.Warn("cannot mark the exchange done", append(userFields(att.Account, att.Login), zap.Error(err))...)
 	}
 }
 

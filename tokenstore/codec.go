@@ -98,6 +98,7 @@ func encodeAttempt(a Attempt) []byte {
 	e.time(a.At)
 	e.bytes(a.KeyHash)
 	e.bool(a.Rejected)
+	e.bool(a.Done)
 	return e.b
 }
 
@@ -109,6 +110,9 @@ func decodeAttempt(v []byte) (Attempt, error) {
 		At:       d.time(),
 		KeyHash:  d.bytes(),
 		Rejected: d.bool(),
+	}
+	if d.err == nil && len(d.s) > 0 { // records written before Done existed end here
+		a.Done = d.bool()
 	}
 	return a, d.err
 }

@@ -84,6 +84,10 @@ type Attempt struct {
 	At       time.Time `json:"at"`
 	KeyHash  []byte    `json:"key_hash"` // the key that was tried
 	Rejected bool      `json:"rejected"` // amoCRM answered that the key is wrong
+	// Done: the exchange has ended, with its token or without one: no
+	// process waits for it any more (a process of a cluster that finds an
+	// exchange of the same key not Done waits for its token).
+	Done bool `json:"done"`
 }
 
 // Store is the durable home of tokens and the state around them.
