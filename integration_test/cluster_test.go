@@ -326,6 +326,11 @@ func TestClusterRedisOutage(t *testing.T) {
 		}
 		r := get(2, uR)
 		t.Logf("%s: a user whose access token amoCRM expired, while Redis is down: %d %.120s", name, r.Status, r.Body)
+		if r.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s: a user whose access token amoCRM expired, while Redis is down: %d %v; want 503 (nothing refreshes without the lock)", name, r.Status, r.Err)
+		} else {
+			tlRetryAfter(t, name+": the 503 of a user whose access token expired", r)
+		}
 		time.Sleep(time.Until(downAt.Add(5 * time.Second)))
 
 		refreshes := c.Fake.Stats().Refreshes
