@@ -52,8 +52,11 @@ type Broker struct {
 	bmu   sync.Mutex
 	bases map[string]string // account → BaseURL last seen, for the keeper
 
-	info  infoCache
-	guard guard // restrains clients whose keys amoCRM rejects
+	info infoCache
+
+	lastScan  time.Time // the keeper's last scan of every pair (only the keeper goroutine uses these two)
+	lastCount int       // how many pairs it found
+	guard     guard     // restrains clients whose keys amoCRM rejects
 	// localPace keeps the accounts' pace in this process while the store's
 	// shared queues are unavailable.
 	localPace *tokenstore.Local

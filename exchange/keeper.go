@@ -8,6 +8,10 @@ import (
 	"github.com/amobridge/amobridge/tokenstore"
 )
 
+// scanPerInterval is how many stored pairs the keeper scans per
+// keeper_interval at most: a larger store is scanned every few intervals.
+const scanPerInterval = 100_000
+
 // keeper runs keepOnce every KeeperInterval until Close.
 func (b *Broker) keeper() {
 	defer b.wg.Done()
@@ -40,6 +44,14 @@ func (b *Broker) keepOnce() int {
 		return 0
 	}
 	now := c.Now()
+	// A scan decodes every stored pair: on a large store, scan less often
+	// (once per keeper_interval per 100,000 pairs). Pairs become due for a
+	// keep-alive refresh after 30 days, so minutes do not matter.
+	if every := c.KeeperInterval * time.Duration(max(1, b.lastCount/scanPerInterval)); !b.lastScan.IsZero() && now.Sub(b.lastScan) < every {
+		b.sweep(c)
+		return 0
+	}
+	b.lastScan = now
 	type stale struct{ account, login, access string }
 	var todo []stale
 	var counts TokenCounts
@@ -52,8 +64,11 @@ func (b *Broker) keepOnce() int {
 	})
 	if err != nil && ctx.Err() == nil {
 		c.Logger.Error("keeper cannot list tokens", zap.Error(err))
-	} else if err == nil && c.Tokens != nil {
-		c.Tokens(counts)
+	} else if err == nil {
+		b.lastCount = counts.Fresh + counts.RefreshDue + counts.Expired + counts.Dead
+		if c.Tokens != nil {
+			c.Tokens(counts)
+		}
 	}
 	n := 0
 	for i, s := range todo {
