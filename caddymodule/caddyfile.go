@@ -42,6 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		store badger {
 //			path           <dir>
 //			encryption_key <hex or base64 key>
+//			cache_size     <users kept in memory>
 //		}
 //		store redis {
 //			address        <host:port>   (repeat for a Cluster, or Sentinels)
@@ -52,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			tls
 //			key_prefix     <prefix>
 //			encryption_key <hex or base64 key>
+//			cache_size     <users kept in memory>
 //		}
 //		exchange_timeout  <duration>
 //		refresh_ahead     <duration>
@@ -194,6 +196,12 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 				return d.Errf("store db: %q is not a database number >= 0", val)
 			}
 			sc.DB = n
+		case "cache_size":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return d.Errf("store cache_size: %q is not a number of users > 0", val)
+			}
+			sc.CacheSize = n
 		default:
 			return d.Errf("store: unknown option %q", opt)
 		}
