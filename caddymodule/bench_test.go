@@ -137,6 +137,8 @@ type benchRequest struct {
 	bb       *benchBody
 	cookie   []string
 	ctype    []string
+	clen     []string
+	clenStr  string
 }
 
 func newBenchRequest(method, target, contentType string, body []byte, cookie string) *benchRequest {
@@ -183,7 +185,14 @@ func (b *benchRequest) reset() {
 		r.Body = b.bb
 		r.GetBody = nil
 		r.ContentLength = int64(len(b.body))
-		r.Header["Content-Length"] = []string{strconv.Itoa(len(b.body))}
+		// One slice, its value put back each time (Strip may rewrite it in
+		// place): the harness allocates nothing per request.
+		if b.clen == nil {
+			b.clenStr = strconv.Itoa(len(b.body))
+			b.clen = []string{b.clenStr}
+		}
+		b.clen[0] = b.clenStr
+		r.Header["Content-Length"] = b.clen
 	} else {
 		r.Body = http.NoBody
 		r.ContentLength = 0
