@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -164,11 +165,15 @@ func startPHP(t *testing.T, php string) string {
 		"-d", "variables_order=EGPCS", "-d", "request_order=GP", "-S", addr, router)
 	cmd.Env = append(os.Environ(), "PHP_CLI_SERVER_WORKERS=4")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// php -S forks its workers: give them a process group of their own, so
+	// that they all end with the test (killing the parent alone leaves
+	// them running).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		logf.Close()
 	})
