@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,6 +148,9 @@ func TestClusterRefreshSoak(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Figures for docs/performance.md, from the instances' /metrics.
+	t.Logf("refresh lock waits over the soak, %d instances: %s", len(c.Nodes), c.ScrapeHistogram("amobridge_lock_wait_seconds"))
+	t.Logf("Redis round trips over the soak, %d instances: %s", len(c.Nodes), c.ScrapeHistogram("amobridge_redis_seconds"))
 	fs := c.Fake.Stats()
 	t.Logf("%v of load, %d clients, %d users, %d instances: %s", dur, clients, users, len(c.Nodes), &st)
 	t.Logf("fake: exchanges %d, refreshes %d (by instance %v), refresh reuse %d, refresh errors %d, API requests %d (401: %d)",
@@ -552,7 +556,14 @@ func TestClusterRateLimit(t *testing.T) {
 // has landed on another (and, for comparison, on the same one). Figures,
 // not a timed assertion.
 func TestClusterWakeupFigures(t *testing.T) {
-	const per = 30
+	per := 30 // cold requests per mode; AMOBRIDGE_WAKEUP_N for more
+	if v := os.Getenv("AMOBRIDGE_WAKEUP_N"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("AMOBRIDGE_WAKEUP_N=%q is not a positive number", v)
+		}
+		per = n
+	}
 	var mode atomic.Int32 // 0: another instance, 1: the same
 	delay := 100 * time.Millisecond
 	c := NewCluster(t, ClusterOptions{
