@@ -363,7 +363,14 @@ func (c *collector) scanBody(s string, kind bodyKind, sc scope) (out []byte, cha
 	if len(rm) == 0 {
 		return nil, false, nil
 	}
-	return appendKeptPairs(make([]byte, 0, len(s)), s, rm), true, nil
+	out = appendKeptPairs(make([]byte, 0, len(s)), s, rm)
+	if kind != bodyForm && jsonSniff(bytesString(out)) {
+		// What is left would now read as a JSON object (the pairs before
+		// a "{" were credentials): keep it a form, as it was read, with an
+		// empty pair in front that PHP's form parser skips.
+		out = append([]byte{'&'}, out...)
+	}
+	return out, true, nil
 }
 
 func (c *collector) scanJSONBody(s string, kind bodyKind, sc scope) ([]byte, bool, *Error) {
