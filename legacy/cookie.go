@@ -102,7 +102,14 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 				if j := strings.IndexByte(v[items[k].a:], ';'); j >= 0 {
 					end = items[k].a + j
 				}
-				n, _, _ = strings.Cut(v[items[k].a:end], "=")
+				var rest string
+				var peq bool
+				n, rest, peq = strings.Cut(v[items[k].a:end], "=")
+				if !eq && peq {
+					// The name ran over a comma ("session id\x00,=v"): the
+					// value is what follows PHP's '=', to the next separator.
+					val, _, _ = strings.Cut(rest, ",")
+				}
 			} else if !eq || trimOWS(val) == "" {
 				continue // after a comma, inside what PHP reads: only a value needs hiding
 			}
