@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +44,6 @@ func main() {
 	if err != nil {
 		log.Fatalf("seed: %v", err)
 	}
-	// A token the size of amoCRM's JWTs (about 900 bytes).
-	access := "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + strings.Repeat("x", 820) + ".sig"
 	now := time.Now()
 	ctx := context.Background()
 	var next atomic.Int64
@@ -60,9 +57,10 @@ func main() {
 				if i >= *users {
 					return
 				}
+				access, refresh := lbusers.Tokens(i, now)
 				t := &tokenstore.Token{
 					Account: *account, Login: lbusers.Login(i), KeyHash: s.HashKey(lbusers.Key(i)),
-					AccessToken: access, RefreshToken: fmt.Sprintf("def50200%0120d", i),
+					AccessToken: access, RefreshToken: refresh,
 					// LastUsed as the callback stores a new pair: Sweep rewrites a
 					// token's last use only an hour or more after it.
 					Expiry: now.Add(365 * 24 * time.Hour), IssuedAt: now, LastUsed: now,
