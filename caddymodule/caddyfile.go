@@ -43,6 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			path           <dir>
 //			encryption_key <hex or base64 key>
 //			cache_size     <users kept in memory>
+//			table_memory   <size of resident table pages, or off>
 //		}
 //		store redis {
 //			address        <host:port>   (repeat for a Cluster, or Sentinels)
@@ -202,6 +203,16 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 				return d.Errf("store cache_size: %q is not a number of users > 0", val)
 			}
 			sc.CacheSize = n
+		case "table_memory":
+			if val == "off" {
+				sc.TableMemory = -1
+				break
+			}
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n < 1<<20 || n > 1<<50 {
+				return d.Errf("store table_memory: %q is not a size of at least 1MiB (e.g. 256MiB), or off", val)
+			}
+			sc.TableMemory = int64(n)
 		default:
 			return d.Errf("store: unknown option %q", opt)
 		}

@@ -27,6 +27,8 @@ func TestCaddyfileFull(t *testing.T) {
 		store badger {
 			path /var/lib/amobridge
 			encryption_key {env.KEY}
+			cache_size 50000
+			table_memory 512MiB
 		}
 		exchange_timeout 30s
 		refresh_ahead 5m
@@ -46,7 +48,8 @@ func TestCaddyfileFull(t *testing.T) {
 	if h.Subdomain != "{http.request.host.labels.2}" || h.AccountDomain != "kommo.com" || h.CallbackPath != "/cb" {
 		t.Errorf("got %+v", h)
 	}
-	if h.Store == nil || h.Store.Path != "/var/lib/amobridge" || h.Store.EncryptionKey != "{env.KEY}" {
+	if h.Store == nil || h.Store.Path != "/var/lib/amobridge" || h.Store.EncryptionKey != "{env.KEY}" ||
+		h.Store.CacheSize != 50000 || h.Store.TableMemory != 512<<20 {
 		t.Errorf("store: %+v", h.Store)
 	}
 	if time.Duration(h.ExchangeTimeout) != 30*time.Second || time.Duration(h.KeepAlive) != 20*24*time.Hour ||
@@ -115,6 +118,8 @@ func TestCaddyfileErrorsNameTheOption(t *testing.T) {
 		{"short key", build("", "store badger {\nencryption_key 00112233\n}"), "encryption_key"},
 		{"unknown store", build("", "store redis"), "store"},
 		{"unknown store option", build("", "store badger {\nsize 10\n}"), "size"},
+		{"bad table_memory", build("", "store badger {\ntable_memory lots\n}"), "table_memory"},
+		{"tiny table_memory", build("", "store badger {\ntable_memory 4KiB\n}"), "table_memory"},
 		{"callback_path relative", build("", "callback_path cb"), "callback_path"},
 		{"argument on line", "amocrm_auth foo {\n}", "arguments"},
 	}
@@ -181,9 +186,28 @@ func TestCaddyfileStoreRedis(t *testing.T) {
 		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tdb -1\n\t}\n", "db"},
 		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tencryption_key short\n\t}\n", "encryption_key"},
 		{"\tstore memcached\n", "unknown"},
+		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\ttable_memory 1GiB\n\t}\n", "table_memory"},
 	} {
 		if _, err := parse(t, head+c.block+"}"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v; want one naming %q", c.block, err, c.want)
 		}
+	}
+}
+
+func TestCaddyfileTableMemoryOff(t *testing.T) {
+	h, err := parse(t, `amocrm_auth {
+		client_id a
+		client_secret b
+		redirect_uri https://proxy.example.com/cb
+		subdomain acme
+		store {
+			table_memory off
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Store == nil || h.Store.TableMemory != -1 {
+		t.Fatalf("table_memory off: store %+v, want TableMemory -1 (no bound)", h.Store)
 	}
 }

@@ -41,6 +41,16 @@ type StoreConfig struct {
 	// amoCRM's largest tokens). Default: 150000.
 	CacheSize int `json:"cache_size,omitempty"`
 
+	// badger: the most memory, in bytes, the store's memory-mapped table
+	// files may keep resident (counted in Caddy's RSS and the page cache).
+	// Badger reads users outside the token cache straight from the mapped
+	// files; past this bound the store asks the kernel to reclaim table
+	// pages (Linux, madvise), and such a user is read from disk again
+	// (one 4 KiB read). -1: no bound; the kernel alone decides, and every
+	// page read stays resident until it needs the memory (a store read
+	// through once, its whole size). Default: 268435456 (256 MiB).
+	TableMemory int64 `json:"table_memory,omitempty"`
+
 	// redis: HOST:PORT of the Redis server. Required. Give several for a
 	// Redis Cluster, or for the Sentinels of master_name.
 	Addresses []string `json:"address,omitempty"`
@@ -136,6 +146,12 @@ func validateStore(sc *StoreConfig) error {
 	if sc.CacheSize < 0 {
 		return errors.New("amocrm_auth: store cache_size must not be negative")
 	}
+	if sc.TableMemory < -1 {
+		return errors.New("amocrm_auth: store table_memory must be a size, or -1 for no bound")
+	}
+	if sc.TableMemory != 0 && sc.Type == "redis" {
+		return errors.New("amocrm_auth: store redis takes no table_memory (that is badger's)")
+	}
 	if sc.EncryptionKey != "" && !strings.Contains(sc.EncryptionKey, "{") {
 		if _, err := tokenstore.ParseEncryptionKey(sc.EncryptionKey); err != nil {
 			return fmt.Errorf("amocrm_auth: store encryption_key: %w", err)
@@ -193,7 +209,7 @@ func (h *Handler) storeSpec(ctx caddy.Context) (storeSpec, error) {
 		return spec, nil
 	}
 	o := tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, ""), EncryptionKey: spec.encryptionKey, Logger: logger,
-		CacheSize: sc.CacheSize}
+		CacheSize: sc.CacheSize, TableMemory: sc.TableMemory}
 	if o.Path == "" {
 		spec.oldPath = filepath.Join(caddy.AppDataDir(), "amobridge")
 		o.Path = filepath.Join(spec.oldPath, storeDirName(h.clientID))
