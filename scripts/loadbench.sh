@@ -327,6 +327,13 @@ rss_detail() {
 		END { printf "%.0f MB (anon %.0f + file %.0f)", r / 1024, a / 1024, f / 1024 }' "/proc/$1/status"
 }
 rss_anon_mb() { awk '/^RssAnon/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# page_cache DIR: how much of DIR's files the kernel's page cache holds (util-linux's
+# fincore), and their size: the store's pages the pager unmapped stay there.
+page_cache() {
+	command -v fincore >/dev/null || { printf 'unknown (no fincore)'; return; }
+	find "$1" -type f -print0 | xargs -0 fincore --bytes --noheadings --output RES,SIZE 2>/dev/null |
+		awk '{ r += $1; s += $2 } END { printf "%.0f of %.0f MB", r / 1048576, s / 1048576 }'
+}
 
 # loadgen_run NAME ARGS...: runs loadgen, prints its line, keeps it in $WORK/NAME.txt.
 loadgen_run() {
@@ -368,6 +375,7 @@ if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	profile heap-cold heap
 	rss_cold="$(rss_mb "$S_PID")" anon_cold="$(rss_anon_mb "$S_PID")"
 	printf '  RSS with every user touched     : %s\n' "$(rss_detail "$S_PID")"
+	printf '  the store in the page cache     : %s (the kernel'"'"'s file cache: reclaimable, not in RSS)\n' "$(page_cache "$WORK/store-scale")"
 	printf '  warm, random users (-c %d, %s) : ' "$SCALE_CONNS" "$DURATION"
 	if [[ -n "${PROFILE:-}" ]]; then
 		profile cpu-warm "profile?seconds=$(($(to_ms "$DURATION" | cut -d. -f1) / 1000 - 1))" &
@@ -378,6 +386,7 @@ if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	profile heap-warm heap
 	rss_warm="$(rss_mb "$S_PID")"
 	printf '  RSS after                       : %s\n' "$(rss_detail "$S_PID")"
+	printf '  store on disk after the runs    : %s\n' "$(du -sh "$WORK/store-scale" | cut -f1)"
 	kill "$S_PID"
 	wait "$S_PID" 2>/dev/null || true
 	# A restart on the full store: the store is opened at start, its cache is cold.

@@ -51,12 +51,11 @@ type Options struct {
 	CacheSize int
 
 	// TableMemory bounds, in bytes, how much of the store's memory-mapped
-	// table files may stay resident (in RSS and the page cache); past it
-	// the store asks the kernel to reclaim table pages, and a user outside
-	// the token cache is then read from disk (see pager.go). 0 means
-	// DefaultTableMemory (256 MiB); a negative value means no bound (the
-	// kernel alone decides, and a store read through once stays resident
-	// whole). Linux only; elsewhere the kernel alone decides.
+	// table files may stay mapped in the process (its RSS); past it the
+	// store unmaps table pages, which stay in the kernel's page cache (see
+	// pager.go). 0 means DefaultTableMemory (256 MiB); a negative value
+	// means no bound (a store read through once stays mapped whole until
+	// the kernel needs the memory). Linux only; elsewhere there is no bound.
 	TableMemory int64
 }
 
@@ -98,7 +97,7 @@ var _ Store = (*Badger)(nil)
 //     thousand misses;
 //   - the tables themselves are memory-mapped: their pages, once read, are
 //     counted in the process's RSS as file pages (the kernel's page cache),
-//     up to Options.TableMemory (the pager reclaims the rest, pager.go);
+//     up to Options.TableMemory (the pager unmaps the rest, pager.go);
 //   - blocks are compressed with ZSTD at its fastest level: amoCRM's tokens
 //     are base64 and hex text (a JWT's claims, a hex refresh token), which
 //     shrink to ~63% (a million users: 1.9 GB of tables to ~1.2 GB on

@@ -12,32 +12,42 @@ import (
 )
 
 // Badger memory-maps its table files and reads users the token cache does
-// not hold straight from the mapping. Every page such a read touches stays
-// in the kernel's page cache and in the process's RSS (as file pages) until
-// the kernel needs the memory: with a million users read once each, the
-// whole store (1-2 GB). The pager bounds that: every pagerInterval it
-// measures how much of the store's mapped tables is resident, and when it
-// is over Options.TableMemory it asks the kernel to reclaim table pages
-// (Linux: madvise MADV_PAGEOUT; clean pages are dropped, not written), in
-// turn over the tables, down to three quarters of the bound. A page read
-// again afterwards comes from disk (one 4 KiB read: the pager also marks the
-// mappings MADV_RANDOM, so that a miss does not read ahead 128 KiB of
-// neighbours nobody asked for).
+// not hold straight from the mapping. Every page such a read touches (and
+// up to 15 neighbours the kernel maps with it: fault-around) stays mapped in
+// the process, counted in its RSS as file pages, until the kernel needs the
+// memory: with a million users read once each, the whole store (1-2 GB).
+// The pager bounds that: every pagerInterval it measures how many of the
+// store's table pages are mapped, and when they are over
+// Options.TableMemory it unmaps table pages (Linux: madvise MADV_DONTNEED
+// on the shared, read-only mappings), in turn over the tables, down to
+// three quarters of the bound.
 //
-// The token cache, not the page cache, is what keeps hot users in memory;
-// the pages of a table serve only the users the token cache evicted or
-// never held, picked at random, so a page cache much larger than the bound
-// would mostly hold pages no one reads again.
+// Unmapping does not drop a page from the kernel's page cache: it stays
+// there, clean, shared and reclaimable, and a later read maps it again
+// without a disk read (a minor fault, about a microsecond), until the kernel
+// needs the memory for something else, which it then takes from these
+// unmapped pages first. So the store's pages become the kernel's file cache
+// (free(1)'s buff/cache, reclaimable), not Caddy's own memory; under memory
+// pressure a read of a dropped page costs one 4 KiB disk read, and the pager
+// marks the mappings MADV_RANDOM so that such a read does not pull 128 KiB
+// of neighbours with it. Not MADV_PAGEOUT, which would also drop the pages
+// from the page cache when nothing needs the memory: a Go program blocks a
+// whole P for the ~75 µs of every disk read a mapped page costs, and
+// measured at a million users that made random reads 18 % slower.
 const (
 	// DefaultTableMemory is the bound on the store's resident table pages
 	// when Options.TableMemory is 0.
 	DefaultTableMemory = 256 << 20
-	pagerInterval      = time.Second
+	// pagerInterval: a step reads 8 bytes of /proc/self/pagemap per
+	// mapped table page (2.6 MB for a 1.3 GB store, ~1 ms); fault-around
+	// maps up to 64 KiB per read, so at 5,000 reads a second the mapped
+	// pages can grow ~100 MB between two steps.
+	pagerInterval = 250 * time.Millisecond
 )
 
 // errPagerUnsupported is returned by the platform's mapping functions where
 // there is no way to reclaim a mapping's pages.
-var errPagerUnsupported = errors.New("tokenstore: reclaiming mapped table pages is not supported here")
+var errPagerUnsupported = errors.New("tokenstore: unmapping table pages is not supported here")
 
 // mapping is one memory-mapped range of a table file.
 type mapping struct {
@@ -55,16 +65,21 @@ type pagerOS interface {
 	resident(m mapping) (int64, error)
 	// random marks m as read at random (no read-ahead).
 	random(m mapping) error
-	// pageOut asks the kernel to reclaim m's pages.
-	pageOut(m mapping) error
+	// sequential marks m as read in order (generous read-ahead).
+	sequential(m mapping) error
+	// release unmaps m's pages (they stay in the page cache).
+	release(m mapping) error
+	// fileRSS returns the process's mapped file (and shared memory) pages, in
+	// bytes: the store's tables and every other mapped file. Cheap.
+	fileRSS() (int64, error)
 }
 
 // PagerStats reports the pager's work (see Badger.PagerStats).
 type PagerStats struct {
 	Limit    int64  // the bound, in bytes; 0 if the pager does not run
 	Resident int64  // resident table pages at the last measurement
-	Reclaims uint64 // how many times the pager found the bound exceeded
-	PagedOut int64  // bytes of resident pages the pager asked the kernel to reclaim
+	Trims    uint64 // how many times the pager found the bound exceeded
+	Released int64  // bytes of mapped pages the pager unmapped
 }
 
 // pager keeps the store's resident table pages under limit.
@@ -74,13 +89,17 @@ type pager struct {
 	os    pagerOS
 	log   *zap.Logger
 
-	mu     sync.Mutex         // serialises step
-	marked map[uintptr]string // mappings already marked random: start -> path
-	next   string             // the table to reclaim first next time (turn by turn)
+	mu       sync.Mutex         // serialises step and scan
+	marked   map[uintptr]string // mappings already marked random: start -> path
+	next     string             // the table to release first next time (turn by turn)
+	scanning int                // scans of the whole store under way (see scan)
+	steps    int                // steps taken
+	ms       []mapping          // the tables at the last full measurement, by path; nil: measure again
+	base     int64              // fileRSS less the tables' pages, at the last full measurement
 
 	resident atomic.Int64
-	reclaims atomic.Uint64
-	pagedOut atomic.Int64
+	trims    atomic.Uint64
+	released atomic.Int64
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -134,14 +153,78 @@ func (p *pager) stats() PagerStats {
 	if p == nil {
 		return PagerStats{}
 	}
-	return PagerStats{Limit: p.limit, Resident: p.resident.Load(), Reclaims: p.reclaims.Load(), PagedOut: p.pagedOut.Load()}
+	return PagerStats{Limit: p.limit, Resident: p.resident.Load(), Trims: p.trims.Load(), Released: p.released.Load()}
 }
 
-// step measures the tables' resident pages and, over the limit, reclaims
+// scan prepares the tables for a read of the whole store in key order
+// (List: the keeper's census): it marks them sequential, so that the
+// kernel reads ahead instead of faulting in one 4 KiB page at a time, and
+// returns the function that ends the scan; the next step after the last
+// scan ends marks them random again. The bound still holds meanwhile.
+func (p *pager) scan() (end func()) {
+	if p == nil {
+		return func() {}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scanning++
+	if ms, err := p.os.tables(p.dir); err == nil {
+		for _, m := range ms {
+			_ = p.os.sequential(m)
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.scanning--
+			clear(p.marked) // the next step marks every table random again:
+			p.ms = nil      // it is a full one
+		})
+	}
+}
+
+// fullEvery: one step in fullEvery lists the tables and measures each one's
+// mapped pages (/proc/self/maps and 8 bytes of /proc/self/pagemap per table
+// page: ~10 ms for a 1.3 GB store); the others only read the process's
+// file RSS (~20 µs) and take the tables' share of it as what it was at the
+// last full measurement.
+const fullEvery = 40
+
+// step measures the tables' mapped pages and, over the limit, unmaps
 // tables' pages in turn until they are at most 3/4 of it.
 func (p *pager) step() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	rss, err := p.os.fileRSS()
+	if err != nil {
+		return err
+	}
+	p.steps++
+	if p.ms == nil || p.steps%fullEvery == 0 {
+		return p.full(rss)
+	}
+	est := max(0, rss-p.base)
+	p.resident.Store(est)
+	if est <= p.limit {
+		return nil
+	}
+	p.trimmed(est)
+	return p.trim(est)
+}
+
+// trimmed counts a step that found the bound exceeded.
+func (p *pager) trimmed(mapped int64) {
+	if p.trims.Add(1) == 1 {
+		p.log.Info("token store: the mapped tables' pages reached table_memory; unmapping table pages from now on (they stay in the kernel's page cache)",
+			zap.Int64("table_memory", p.limit), zap.Int64("mapped", mapped))
+	}
+}
+
+// full lists and measures every table, marks new ones random, and, over the
+// limit, releases tables in turn, measured one by one.
+func (p *pager) full(rss int64) error {
 	ms, err := p.os.tables(p.dir)
 	if err != nil {
 		return err
@@ -155,7 +238,7 @@ func (p *pager) step() error {
 	var total int64
 	for i, m := range ms {
 		seen[m.start] = m.path
-		if p.marked[m.start] != m.path {
+		if p.scanning == 0 && p.marked[m.start] != m.path {
 			if err := p.os.random(m); err != nil && errors.Is(err, errPagerUnsupported) {
 				return err
 			}
@@ -168,22 +251,21 @@ func (p *pager) step() error {
 		total += r
 	}
 	p.marked = seen
+	p.ms = ms
+	p.base = max(0, rss-total)
 	p.resident.Store(total)
 	if total <= p.limit {
 		return nil
 	}
-	p.reclaims.Add(1)
+	p.trimmed(total)
 
-	// Start at the first table at or after p.next, and go round.
-	first := sort.Search(len(ms), func(i int) bool { return ms[i].path >= p.next })
 	target := p.limit / 4 * 3
 	var freed int64
-	for k := 0; k < len(ms) && total > target; k++ {
-		i := (first + k) % len(ms)
+	for k, i := 0, p.first(); k < len(ms) && total > target; k, i = k+1, (i+1)%len(ms) {
 		if res[i] == 0 {
 			continue
 		}
-		if err := p.os.pageOut(ms[i]); err != nil {
+		if err := p.os.release(ms[i]); err != nil {
 			if errors.Is(err, errPagerUnsupported) {
 				return err
 			}
@@ -191,13 +273,55 @@ func (p *pager) step() error {
 		}
 		total -= res[i]
 		freed += res[i]
-		if i+1 < len(ms) {
-			p.next = ms[i+1].path
-		} else {
-			p.next = ""
-		}
+		p.next = ms[(i+1)%len(ms)].path
 	}
-	p.pagedOut.Add(freed)
+	p.released.Add(freed)
 	p.resident.Store(total)
+	return nil
+}
+
+// first returns the index in p.ms of the table to release first: the first
+// at or after p.next, in path order, going round.
+func (p *pager) first() int {
+	i := sort.Search(len(p.ms), func(i int) bool { return p.ms[i].path >= p.next })
+	if i == len(p.ms) {
+		return 0
+	}
+	return i
+}
+
+// trim releases tables in turn, in batches sized as if the mapped pages
+// were spread evenly over the tables, reading the file RSS after each batch,
+// until the tables' share is at most 3/4 of the limit.
+func (p *pager) trim(est int64) error {
+	if len(p.ms) == 0 {
+		p.ms = nil
+		return nil
+	}
+	target := p.limit / 4 * 3
+	i := p.first()
+	for done := 0; est > target && done < len(p.ms); {
+		k := int((int64(len(p.ms))*(est-target) + est - 1) / est)
+		k = min(max(k, 1), len(p.ms)-done)
+		for j := 0; j < k; j, i = j+1, (i+1)%len(p.ms) {
+			if err := p.os.release(p.ms[i]); err != nil {
+				if errors.Is(err, errPagerUnsupported) {
+					return err
+				}
+				p.ms = nil // a table went away: list them again next step
+				return nil
+			}
+		}
+		done += k
+		p.next = p.ms[i].path
+		rss, err := p.os.fileRSS()
+		if err != nil {
+			return err
+		}
+		now := max(0, rss-p.base)
+		p.released.Add(max(0, est-now))
+		est = now
+	}
+	p.resident.Store(est)
 	return nil
 }

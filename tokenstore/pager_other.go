@@ -11,4 +11,6 @@ func newPagerOS() pagerOS { return otherPager{} }
 func (otherPager) tables(string) ([]mapping, error) { return nil, errPagerUnsupported }
 func (otherPager) resident(mapping) (int64, error)  { return 0, errPagerUnsupported }
 func (otherPager) random(mapping) error             { return errPagerUnsupported }
-func (otherPager) pageOut(mapping) error            { return errPagerUnsupported }
+func (otherPager) sequential(mapping) error         { return errPagerUnsupported }
+func (otherPager) fileRSS() (int64, error)          { return 0, errPagerUnsupported }
+func (otherPager) release(mapping) error            { return errPagerUnsupported }

@@ -8,11 +8,12 @@ import (
 
 // fakePagerOS is a pagerOS over invented mappings, each with a resident size.
 type fakePagerOS struct {
-	maps     []mapping
-	res      map[uintptr]int64
-	randoms  []string
-	pagedOut []string
-	fail     map[uintptr]error // pageOut's error per mapping
+	maps        []mapping
+	res         map[uintptr]int64
+	randoms     []string
+	sequentials []string
+	released    []string
+	fail        map[uintptr]error // release's error per mapping
 }
 
 func newFakePagerOS(n int, each int64) *fakePagerOS {
@@ -38,14 +39,20 @@ func (f *fakePagerOS) random(m mapping) error {
 	f.randoms = append(f.randoms, m.path)
 	return nil
 }
-func (f *fakePagerOS) pageOut(m mapping) error {
+func (f *fakePagerOS) sequential(m mapping) error {
+	f.sequentials = append(f.sequentials, m.path)
+	return nil
+}
+func (f *fakePagerOS) release(m mapping) error {
 	if err := f.fail[m.start]; err != nil {
 		return err
 	}
-	f.pagedOut = append(f.pagedOut, m.path)
+	f.released = append(f.released, m.path)
 	f.res[m.start] = 0
 	return nil
 }
+
+func (f *fakePagerOS) fileRSS() (int64, error) { return 50 + f.total(), nil } // 50: the binary's pages
 
 func (f *fakePagerOS) total() (n int64) {
 	for _, r := range f.res {
@@ -60,8 +67,8 @@ func TestPagerUnderLimitDoesNothing(t *testing.T) {
 	if err := p.step(); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.pagedOut) != 0 || p.stats().Reclaims != 0 || p.stats().Resident != 400 {
-		t.Fatalf("paged out %v, stats %+v; want nothing at the limit", f.pagedOut, p.stats())
+	if len(f.released) != 0 || p.stats().Trims != 0 || p.stats().Resident != 400 {
+		t.Fatalf("released %v, stats %+v; want nothing at the limit", f.released, p.stats())
 	}
 	if len(f.randoms) != 4 {
 		t.Fatalf("marked %d mappings random, want 4", len(f.randoms))
@@ -75,7 +82,7 @@ func TestPagerUnderLimitDoesNothing(t *testing.T) {
 	}
 }
 
-func TestPagerReclaimsInTurnToThreeQuarters(t *testing.T) {
+func TestPagerTrimsInTurnToThreeQuarters(t *testing.T) {
 	f := newFakePagerOS(10, 100) // 1,000 resident
 	p := newPager("/s", 800, f, nil)
 	if err := p.step(); err != nil {
@@ -83,35 +90,35 @@ func TestPagerReclaimsInTurnToThreeQuarters(t *testing.T) {
 	}
 	// Down to 600 (3/4 of 800): 4 tables, in path order.
 	want := []string{"/s/000001.sst", "/s/000002.sst", "/s/000003.sst", "/s/000004.sst"}
-	if fmt.Sprint(f.pagedOut) != fmt.Sprint(want) {
-		t.Fatalf("paged out %v, want %v", f.pagedOut, want)
+	if fmt.Sprint(f.released) != fmt.Sprint(want) {
+		t.Fatalf("released %v, want %v", f.released, want)
 	}
-	if st := p.stats(); st.Resident != 600 || st.PagedOut != 400 || st.Reclaims != 1 || f.total() != 600 {
-		t.Fatalf("stats %+v, resident %d; want 600 resident, 400 paged out, 1 reclaim", st, f.total())
+	if st := p.stats(); st.Resident != 600 || st.Released != 400 || st.Trims != 1 || f.total() != 600 {
+		t.Fatalf("stats %+v, resident %d; want 600 mapped, 400 released, 1 trim", st, f.total())
 	}
-	// Everything read back in: the next reclaim starts where the last stopped.
+	// Everything read back in: the next trim starts where the last stopped.
 	for k := range f.res {
 		f.res[k] = 100
 	}
-	f.pagedOut = nil
+	f.released = nil
 	if err := p.step(); err != nil {
 		t.Fatal(err)
 	}
 	want = []string{"/s/000005.sst", "/s/000006.sst", "/s/000007.sst", "/s/000008.sst"}
-	if fmt.Sprint(f.pagedOut) != fmt.Sprint(want) {
-		t.Fatalf("second reclaim paged out %v, want %v", f.pagedOut, want)
+	if fmt.Sprint(f.released) != fmt.Sprint(want) {
+		t.Fatalf("second trim released %v, want %v", f.released, want)
 	}
 	// And wraps round.
 	for k := range f.res {
 		f.res[k] = 100
 	}
-	f.pagedOut = nil
+	f.released = nil
 	if err := p.step(); err != nil {
 		t.Fatal(err)
 	}
 	want = []string{"/s/000009.sst", "/s/000010.sst", "/s/000001.sst", "/s/000002.sst"}
-	if fmt.Sprint(f.pagedOut) != fmt.Sprint(want) {
-		t.Fatalf("third reclaim paged out %v, want %v", f.pagedOut, want)
+	if fmt.Sprint(f.released) != fmt.Sprint(want) {
+		t.Fatalf("third trim released %v, want %v", f.released, want)
 	}
 }
 
@@ -122,8 +129,8 @@ func TestPagerSkipsFailuresAndStopsWhereUnsupported(t *testing.T) {
 	if err := p.step(); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(f.pagedOut) != "[/s/000002.sst /s/000003.sst /s/000004.sst]" {
-		t.Fatalf("paged out %v; want the three tables that could be (down to 150)", f.pagedOut)
+	if fmt.Sprint(f.released) != "[/s/000002.sst /s/000003.sst /s/000004.sst]" {
+		t.Fatalf("released %v; want the three tables that could be (down to 150)", f.released)
 	}
 
 	f = newFakePagerOS(2, 100)
@@ -131,5 +138,35 @@ func TestPagerSkipsFailuresAndStopsWhereUnsupported(t *testing.T) {
 	p = newPager("/s", 100, f, nil)
 	if err := p.step(); !errors.Is(err, errPagerUnsupported) {
 		t.Fatalf("step = %v, want errPagerUnsupported (so the pager stops)", err)
+	}
+}
+
+func TestPagerScanReadsAhead(t *testing.T) {
+	f := newFakePagerOS(3, 100)
+	p := newPager("/s", 1000, f, nil)
+	if err := p.step(); err != nil {
+		t.Fatal(err)
+	}
+	end := p.scan()
+	if len(f.sequentials) != 3 {
+		t.Fatalf("a scan marked %d tables sequential, want 3", len(f.sequentials))
+	}
+	// During the scan, steps do not mark tables random (a table compacted
+	// meanwhile stays as the kernel made it).
+	f.randoms = nil
+	f.maps = append(f.maps, mapping{start: 99 << 24, end: 99<<24 + 1<<20, path: "/s/000099.sst"})
+	if err := p.step(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.randoms) != 0 {
+		t.Fatalf("steps during a scan marked %v random", f.randoms)
+	}
+	end()
+	end() // ending twice is harmless
+	if err := p.step(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.randoms) != 4 {
+		t.Fatalf("the step after the scan marked %d tables random, want all 4", len(f.randoms))
 	}
 }

@@ -135,6 +135,7 @@ func (s *Badger) List(ctx context.Context, fn func(*Token) error) error {
 		return err
 	}
 	defer s.exit()
+	defer s.pager.scan()()
 	return s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixToken)
