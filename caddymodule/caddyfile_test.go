@@ -1,10 +1,12 @@
 package caddymodule
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -209,5 +211,25 @@ func TestCaddyfileTableMemoryOff(t *testing.T) {
 	}
 	if h.Store == nil || h.Store.TableMemory != -1 {
 		t.Fatalf("table_memory off: store %+v, want TableMemory -1 (no bound)", h.Store)
+	}
+}
+
+// TestStoreSpecCarriesBadgerMemoryOptions: cache_size and table_memory reach
+// the Badger store's options as configured.
+func TestStoreSpecCarriesBadgerMemoryOptions(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	for _, c := range []struct{ table, want int64 }{{0, 0}, {512 << 20, 512 << 20}, {-1, -1}} {
+		h := &Handler{Store: &StoreConfig{Path: t.TempDir(), CacheSize: 7, TableMemory: c.table}}
+		spec, err := h.storeSpec(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec.kind != "badger" || spec.badger.CacheSize != 7 || spec.badger.TableMemory != c.want {
+			t.Errorf("table_memory %d: store options %+v, want CacheSize 7, TableMemory %d", c.table, spec.badger, c.want)
+		}
+	}
+	if err := validateStore(&StoreConfig{TableMemory: -2}); err == nil || !strings.Contains(err.Error(), "table_memory") {
+		t.Errorf("table_memory -2: %v, want an error naming table_memory", err)
 	}
 }

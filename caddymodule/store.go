@@ -42,13 +42,13 @@ type StoreConfig struct {
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// badger: the most memory, in bytes, the store's memory-mapped table
-	// files may keep mapped in Caddy (counted in its RSS). Badger reads
-	// users outside the token cache straight from the mapped files; past
-	// this bound the store unmaps table pages (Linux, madvise), which stay
-	// in the kernel's page cache: reclaimable, and read again without a
-	// disk read while the kernel keeps them. -1: no bound (every page read
-	// stays mapped until the kernel needs the memory: a store read through
-	// once, its whole size). Default: 268435456 (256 MiB).
+	// files may keep resident (counted in Caddy's RSS and in the page
+	// cache). Badger reads users outside the token cache straight from the
+	// mapped files; past this bound the store asks the kernel to reclaim
+	// table pages (Linux, madvise), and such a user is read from disk
+	// again (one 4 KiB read). -1: no bound; the kernel alone decides, and
+	// every page read stays resident until it needs the memory (a store
+	// read through once: its whole size). Default: 268435456 (256 MiB).
 	TableMemory int64 `json:"table_memory,omitempty"`
 
 	// redis: HOST:PORT of the Redis server. Required. Give several for a

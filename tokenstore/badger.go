@@ -51,11 +51,12 @@ type Options struct {
 	CacheSize int
 
 	// TableMemory bounds, in bytes, how much of the store's memory-mapped
-	// table files may stay mapped in the process (its RSS); past it the
-	// store unmaps table pages, which stay in the kernel's page cache (see
-	// pager.go). 0 means DefaultTableMemory (256 MiB); a negative value
-	// means no bound (a store read through once stays mapped whole until
-	// the kernel needs the memory). Linux only; elsewhere there is no bound.
+	// table files may stay resident (in RSS and in the page cache); past it
+	// the store asks the kernel to reclaim table pages, and a user outside
+	// the token cache is then read from disk (see pager.go). 0 means
+	// DefaultTableMemory (256 MiB); a negative value means no bound (the
+	// kernel alone decides, and a store read through once stays resident
+	// whole). Linux only; elsewhere the kernel alone decides.
 	TableMemory int64
 }
 
@@ -97,14 +98,13 @@ var _ Store = (*Badger)(nil)
 //     thousand misses;
 //   - the tables themselves are memory-mapped: their pages, once read, are
 //     counted in the process's RSS as file pages (the kernel's page cache),
-//     up to Options.TableMemory (the pager unmaps the rest, pager.go);
-//   - blocks are compressed with ZSTD at its fastest level: amoCRM's tokens
-//     are base64 and hex text (a JWT's claims, a hex refresh token), which
-//     shrink to ~63% (a million users: 1.9 GB of tables to ~1.2 GB on
-//     disk); decompressing a 4 KiB block costs ~10 µs, once per read of a
-//     user outside the token cache. A store written before keeps its
-//     uncompressed tables readable (Badger records each table's
-//     compression) until compactions rewrite them.
+//     up to Options.TableMemory (the pager reclaims the rest, pager.go);
+//   - blocks are not compressed: ZSTD (its fastest level) shrinks a store
+//     of amoCRM's tokens to 63% (a million users: 1.9 to 1.3 GB), but
+//     decompressing the 4 KiB block of every user read outside the token
+//     cache cost ~14 µs, 6% of Caddy's CPU in the warm random run, more than
+//     the disk reads it saves. A store written compressed stays readable
+//     (Badger records each table's compression).
 const (
 	memTableSize     = 4 << 20
 	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
@@ -202,8 +202,7 @@ func badgerOptions(o Options) badger.Options {
 		WithBaseLevelSize(baseLevelSize).
 		WithValueLogFileSize(valueLogFileSize).
 		WithValueThreshold(valueThreshold).
-		WithCompression(options.ZSTD).
-		WithZSTDCompressionLevel(1).
+		WithCompression(options.None).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
 		WithNumCompactors(2).

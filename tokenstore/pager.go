@@ -12,42 +12,44 @@ import (
 )
 
 // Badger memory-maps its table files and reads users the token cache does
-// not hold straight from the mapping. Every page such a read touches (and
-// up to 15 neighbours the kernel maps with it: fault-around) stays mapped in
-// the process, counted in its RSS as file pages, until the kernel needs the
-// memory: with a million users read once each, the whole store (1-2 GB).
-// The pager bounds that: every pagerInterval it measures how many of the
-// store's table pages are mapped, and when they are over
-// Options.TableMemory it unmaps table pages (Linux: madvise MADV_DONTNEED
-// on the shared, read-only mappings), in turn over the tables, down to
-// three quarters of the bound.
+// not hold straight from the mapping. Every page such a read touches stays
+// mapped in the process, counted in its RSS as file pages, and in the
+// kernel's page cache, until the kernel needs the memory: with a million
+// users read once each, the whole store (1-2 GB). The pager bounds that:
+// every pagerInterval it estimates how many of the store's table pages are
+// mapped, and when they are over Options.TableMemory it asks the kernel to
+// reclaim table pages (Linux: madvise MADV_PAGEOUT; the tables are clean,
+// so they are dropped, not written), in turn over the tables, down to three
+// quarters of the bound. A page read again afterwards comes from disk: one
+// 4 KiB read, as the pager marks the mappings MADV_RANDOM so that a read
+// does not pull 128 KiB of neighbours with it. The memory the store takes
+// is then the bound, in RSS and in the page cache alike.
 //
-// Unmapping does not drop a page from the kernel's page cache: it stays
-// there, clean, shared and reclaimable, and a later read maps it again
-// without a disk read (a minor fault, about a microsecond), until the kernel
-// needs the memory for something else, which it then takes from these
-// unmapped pages first. So the store's pages become the kernel's file cache
-// (free(1)'s buff/cache, reclaimable), not Caddy's own memory; under memory
-// pressure a read of a dropped page costs one 4 KiB disk read, and the pager
-// marks the mappings MADV_RANDOM so that such a read does not pull 128 KiB
-// of neighbours with it. Not MADV_PAGEOUT, which would also drop the pages
-// from the page cache when nothing needs the memory: a Go program blocks a
-// whole P for the ~75 µs of every disk read a mapped page costs, and
-// measured at a million users that made random reads 18 % slower.
+// The cost is that disk read: a Go program blocks a whole P for the
+// ~75 µs a page fault waits for the disk (this machine), and at a million
+// users, with the default bound, random reads of users outside the token
+// cache were 18 % slower than with the whole store mapped
+// (docs/performance.md). A larger bound, or none, trades memory for it.
+//
+// Not MADV_DONTNEED, which would only unmap the pages and leave them in the
+// page cache: the pager works on mappings Badger owns and may unmap at any
+// moment (a compaction deletes a table), and the address range may then
+// be reused by other memory of the process before the pager's madvise;
+// DONTNEED would zero that memory (it did: the Go runtime's own structures,
+// "bad sweepgen in refill"), while PAGEOUT and the read hints never change
+// what memory holds, whatever it is.
 const (
 	// DefaultTableMemory is the bound on the store's resident table pages
 	// when Options.TableMemory is 0.
 	DefaultTableMemory = 256 << 20
-	// pagerInterval: a step reads 8 bytes of /proc/self/pagemap per
-	// mapped table page (2.6 MB for a 1.3 GB store, ~1 ms); fault-around
-	// maps up to 64 KiB per read, so at 5,000 reads a second the mapped
-	// pages can grow ~100 MB between two steps.
+	// pagerInterval: most steps read /proc/self/statm (microseconds); one
+	// in fullEvery also lists and measures every table (~9 ms per GiB).
 	pagerInterval = 250 * time.Millisecond
 )
 
 // errPagerUnsupported is returned by the platform's mapping functions where
 // there is no way to reclaim a mapping's pages.
-var errPagerUnsupported = errors.New("tokenstore: unmapping table pages is not supported here")
+var errPagerUnsupported = errors.New("tokenstore: reclaiming mapped table pages is not supported here")
 
 // mapping is one memory-mapped range of a table file.
 type mapping struct {
@@ -67,7 +69,7 @@ type pagerOS interface {
 	random(m mapping) error
 	// sequential marks m as read in order (generous read-ahead).
 	sequential(m mapping) error
-	// release unmaps m's pages (they stay in the page cache).
+	// release asks the kernel to reclaim m's pages.
 	release(m mapping) error
 	// fileRSS returns the process's mapped file (and shared memory) pages, in
 	// bytes: the store's tables and every other mapped file. Cheap.
@@ -79,7 +81,7 @@ type PagerStats struct {
 	Limit    int64  // the bound, in bytes; 0 if the pager does not run
 	Resident int64  // resident table pages at the last measurement
 	Trims    uint64 // how many times the pager found the bound exceeded
-	Released int64  // bytes of mapped pages the pager unmapped
+	Released int64  // bytes of mapped pages the pager asked the kernel to reclaim
 }
 
 // pager keeps the store's resident table pages under limit.
@@ -192,7 +194,7 @@ func (p *pager) scan() (end func()) {
 // last full measurement.
 const fullEvery = 40
 
-// step measures the tables' mapped pages and, over the limit, unmaps
+// step measures the tables' mapped pages and, over the limit, reclaims
 // tables' pages in turn until they are at most 3/4 of it.
 func (p *pager) step() error {
 	p.mu.Lock()
@@ -217,7 +219,7 @@ func (p *pager) step() error {
 // trimmed counts a step that found the bound exceeded.
 func (p *pager) trimmed(mapped int64) {
 	if p.trims.Add(1) == 1 {
-		p.log.Info("token store: the mapped tables' pages reached table_memory; unmapping table pages from now on (they stay in the kernel's page cache)",
+		p.log.Info("token store: the mapped tables' pages reached table_memory; reclaiming table pages from now on (users outside the token cache are read from disk)",
 			zap.Int64("table_memory", p.limit), zap.Int64("mapped", mapped))
 	}
 }

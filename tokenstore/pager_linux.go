@@ -136,17 +136,17 @@ func (*linuxPager) random(m mapping) error { return madvise(m, unix.MADV_RANDOM)
 
 func (*linuxPager) sequential(m mapping) error { return madvise(m, unix.MADV_SEQUENTIAL) }
 
-// release unmaps m's pages. Badger maps tables MAP_SHARED (and writes a
-// table only before it is used), so nothing is lost: a page read again is
-// mapped again from the page cache, or from the file.
-func (*linuxPager) release(m mapping) error { return madvise(m, unix.MADV_DONTNEED) }
+// release asks the kernel to reclaim m's pages (Linux 5.4 or later). It
+// changes nothing that memory holds, so a range that is no longer Badger's
+// (unmapped and reused meanwhile) comes to no harm.
+func (*linuxPager) release(m mapping) error { return madvise(m, unix.MADV_PAGEOUT) }
 
 func madvise(m mapping, advice int) error {
 	_, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, uintptr(advice))
 	switch e {
 	case 0:
 		return nil
-	case unix.EINVAL:
+	case unix.EINVAL: // a kernel older than 5.4 does not know MADV_PAGEOUT
 		return fmt.Errorf("%w: madvise: %v", errPagerUnsupported, e)
 	default:
 		return e
