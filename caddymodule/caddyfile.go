@@ -205,7 +205,7 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 			sc.CacheSize = n
 		case "table_memory":
 			if val == "off" {
-				sc.TableMemory = -1
+				sc.TableMemory = 0
 				break
 			}
 			n, err := humanize.ParseBytes(val)

@@ -209,8 +209,8 @@ func TestCaddyfileTableMemoryOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Store == nil || h.Store.TableMemory != -1 {
-		t.Fatalf("table_memory off: store %+v, want TableMemory -1 (no bound)", h.Store)
+	if h.Store == nil || h.Store.TableMemory != 0 {
+		t.Fatalf("table_memory off: store %+v, want TableMemory 0 (no bound)", h.Store)
 	}
 }
 
@@ -219,7 +219,7 @@ func TestCaddyfileTableMemoryOff(t *testing.T) {
 func TestStoreSpecCarriesBadgerMemoryOptions(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	for _, c := range []struct{ table, want int64 }{{0, 0}, {512 << 20, 512 << 20}, {-1, -1}} {
+	for _, c := range []struct{ table, want int64 }{{0, 0}, {512 << 20, 512 << 20}} {
 		h := &Handler{Store: &StoreConfig{Path: t.TempDir(), CacheSize: 7, TableMemory: c.table}}
 		spec, err := h.storeSpec(ctx)
 		if err != nil {
@@ -229,7 +229,7 @@ func TestStoreSpecCarriesBadgerMemoryOptions(t *testing.T) {
 			t.Errorf("table_memory %d: store options %+v, want CacheSize 7, TableMemory %d", c.table, spec.badger, c.want)
 		}
 	}
-	if err := validateStore(&StoreConfig{TableMemory: -2}); err == nil || !strings.Contains(err.Error(), "table_memory") {
-		t.Errorf("table_memory -2: %v, want an error naming table_memory", err)
+	if err := validateStore(&StoreConfig{TableMemory: -1}); err == nil || !strings.Contains(err.Error(), "table_memory") {
+		t.Errorf("table_memory -1: %v, want an error naming table_memory", err)
 	}
 }

@@ -41,14 +41,16 @@ type StoreConfig struct {
 	// amoCRM's largest tokens). Default: 150000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// badger: the most memory, in bytes, the store's memory-mapped table
-	// files may keep resident (counted in Caddy's RSS and in the page
-	// cache). Badger reads users outside the token cache straight from the
-	// mapped files; past this bound the store asks the kernel to reclaim
-	// table pages (Linux, madvise), and such a user is read from disk
-	// again (one 4 KiB read). -1: no bound; the kernel alone decides, and
-	// every page read stays resident until it needs the memory (a store
-	// read through once: its whole size). Default: 268435456 (256 MiB).
+	// badger: if set, the most memory, in bytes, the store's memory-mapped
+	// table files may keep resident (counted in Caddy's RSS and in the
+	// page cache). Badger reads users outside the token cache straight
+	// from the mapped files; past this bound the store asks the kernel to
+	// reclaim table pages (Linux, madvise), and such a user is read from
+	// disk again (one 4 KiB read, ~75 µs here, during which Go's scheduler
+	// loses a thread). Default: no bound; the kernel alone decides, keeping
+	// the pages while memory is free (a store read through once: its whole
+	// size, as clean file pages in RSS) and taking them back when something
+	// needs the memory. See docs/performance.md for both at a million users.
 	TableMemory int64 `json:"table_memory,omitempty"`
 
 	// redis: HOST:PORT of the Redis server. Required. Give several for a
@@ -146,8 +148,8 @@ func validateStore(sc *StoreConfig) error {
 	if sc.CacheSize < 0 {
 		return errors.New("amocrm_auth: store cache_size must not be negative")
 	}
-	if sc.TableMemory < -1 {
-		return errors.New("amocrm_auth: store table_memory must be a size, or -1 for no bound")
+	if sc.TableMemory < 0 {
+		return errors.New("amocrm_auth: store table_memory must be a size in bytes, or 0 for no bound")
 	}
 	if sc.TableMemory != 0 && sc.Type == "redis" {
 		return errors.New("amocrm_auth: store redis takes no table_memory (that is badger's)")

@@ -25,11 +25,13 @@
 #   hit), a first request for every user (cold: read from Badger), random
 #   users afterwards (warm: cached, or read again if the bounded cache evicted
 #   them), a restart on the full store, and a summary against issue 12's
-#   targets. SCALE_USERS=1000000 takes about 7 minutes on the 2-core machine
-#   of docs/performance.md (3.5 of them seeding).
+#   targets. SCALE_USERS=1000000 takes 9-10 minutes on the 2-core machine
+#   of docs/performance.md (4.5-5 of them seeding amoCRM-sized tokens).
 #
 # Environment: DURATION (10s), THREADS (2), CONNS (32), LIGHT_CONNS (4), ROUNDS (5), SCALE_USERS
 # (100000), SCALE_CONNS (16), SEED_WORKERS (512), KEEP=1 keeps the work directory (logs, configs),
+# TABLE_MEMORY=SIZE (e.g. 256MiB) bounds the store's resident table pages (the store option
+# table_memory; the seeding too, so the store starts out of the page cache as after a reboot),
 # PROFILE=DIR saves Caddy's heap profiles (start, after the cold pass, after the warm run) and a
 # CPU profile of the warm run into DIR (go tool pprof DIR/cpu-warm.pb.gz).
 # wrk comes from Debian's packages; it is installed with apt-get if missing.
@@ -147,6 +149,7 @@ http://127.0.0.1:$3 {
 		store badger {
 			path $4
 			encryption_key {env.LOADBENCH_STORE_KEY}
+			${TABLE_MEMORY:+table_memory $TABLE_MEMORY}
 		}
 	}
 	reverse_proxy 127.0.0.1:$UP_PORT
@@ -355,7 +358,8 @@ profile() {
 if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	log "seeding $SCALE_USERS users into an encrypted store"
 	t0="$(now_ms)"
-	"$WORK/bin/seed" -store "$WORK/store-scale" -users "$SCALE_USERS" -key "$STORE_KEY" -workers "${SEED_WORKERS:-512}"
+	"$WORK/bin/seed" -store "$WORK/store-scale" -users "$SCALE_USERS" -key "$STORE_KEY" -workers "${SEED_WORKERS:-512}" \
+		${TABLE_MEMORY:+-table-memory "$TABLE_MEMORY"}
 	seed_ms=$(($(now_ms) - t0))
 	S_ADMIN="$(free_port)" S_HTTP="$(free_port)"
 	start_caddy caddy-scale "$(caddyfile_amocrm caddy-scale "$S_ADMIN" "$S_HTTP" "$WORK/store-scale")" "$S_HTTP"

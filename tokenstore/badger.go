@@ -50,13 +50,13 @@ type Options struct {
 	// Badger again on their next request (about 25 µs).
 	CacheSize int
 
-	// TableMemory bounds, in bytes, how much of the store's memory-mapped
-	// table files may stay resident (in RSS and in the page cache); past it
-	// the store asks the kernel to reclaim table pages, and a user outside
-	// the token cache is then read from disk (see pager.go). 0 means
-	// DefaultTableMemory (256 MiB); a negative value means no bound (the
-	// kernel alone decides, and a store read through once stays resident
-	// whole). Linux only; elsewhere the kernel alone decides.
+	// TableMemory, if > 0, bounds in bytes how much of the store's
+	// memory-mapped table files may stay resident (in RSS and in the page
+	// cache); past it the store asks the kernel to reclaim table pages, and
+	// a user outside the token cache is then read from disk (see pager.go).
+	// 0 means no bound: the kernel alone decides, and a store read through
+	// once stays resident whole until the kernel needs the memory. Linux
+	// only; elsewhere the kernel alone decides.
 	TableMemory int64
 }
 
@@ -74,7 +74,7 @@ type Badger struct {
 	closed   atomic.Bool
 	gate     gate // counts the operations that use db, so Close can wait for them
 	sweepMu  sync.Mutex
-	pager    *pager // nil in memory, or with TableMemory < 0
+	pager    *pager // nil in memory, or without TableMemory
 
 	*Local // the Coordinator: one process keeps the store
 }
@@ -138,6 +138,9 @@ func Open(o Options) (*Badger, error) {
 	if o.CacheSize < 0 {
 		return nil, errors.New("tokenstore: negative CacheSize")
 	}
+	if o.TableMemory < 0 {
+		return nil, errors.New("tokenstore: negative TableMemory")
+	}
 
 	var lock *dirLock
 	if !o.InMemory {
@@ -174,11 +177,8 @@ func Open(o Options) (*Badger, error) {
 	}
 	s.hmacs.New = s.newHMAC
 	s.Local = NewLocal(s)
-	if !o.InMemory && o.TableMemory >= 0 {
+	if !o.InMemory && o.TableMemory > 0 {
 		limit := o.TableMemory
-		if limit == 0 {
-			limit = DefaultTableMemory
-		}
 		dir, err := filepath.Abs(o.Path)
 		if err == nil {
 			dir, err = filepath.EvalSymlinks(dir) // /proc/self/maps names the real path

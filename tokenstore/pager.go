@@ -38,10 +38,12 @@ import (
 // DONTNEED would zero that memory (it did: the Go runtime's own structures,
 // "bad sweepgen in refill"), while PAGEOUT and the read hints never change
 // what memory holds, whatever it is.
+//
+// So the pager runs only when asked (Options.TableMemory > 0): by default
+// the kernel alone decides, which keeps the store's pages while memory is
+// free and takes them back, clean, when something needs it (a cgroup's
+// limit included).
 const (
-	// DefaultTableMemory is the bound on the store's resident table pages
-	// when Options.TableMemory is 0.
-	DefaultTableMemory = 256 << 20
 	// pagerInterval: most steps read /proc/self/statm (microseconds); one
 	// in fullEvery also lists and measures every table (~9 ms per GiB).
 	pagerInterval = 250 * time.Millisecond

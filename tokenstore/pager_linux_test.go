@@ -137,7 +137,7 @@ func TestBadgerTableMemoryBound(t *testing.T) {
 	key := make([]byte, 32)
 	const users = 15000
 	const limit = 2 << 20
-	s, err := Open(Options{Path: dir, EncryptionKey: key, TableMemory: -1})
+	s, err := Open(Options{Path: dir, EncryptionKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}

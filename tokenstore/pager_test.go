@@ -170,3 +170,9 @@ func TestPagerScanReadsAhead(t *testing.T) {
 		t.Fatalf("the step after the scan marked %d tables random, want all 4", len(f.randoms))
 	}
 }
+
+func TestOpenRefusesNegativeTableMemory(t *testing.T) {
+	if _, err := Open(Options{Path: t.TempDir(), TableMemory: -1}); err == nil {
+		t.Fatal("Open with TableMemory -1 succeeded, want an error")
+	}
+}

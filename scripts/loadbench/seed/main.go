@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/amobridge/amobridge/scripts/loadbench/lbusers"
 	"github.com/amobridge/amobridge/tokenstore"
 )
@@ -27,11 +29,19 @@ func main() {
 	account := flag.String("account", "acme", "the account (subdomain)")
 	encKey := flag.String("key", "", "encryption key (hex or base64), as Caddy's store encryption_key")
 	workers := flag.Int("workers", 64, "concurrent writers (each Put is synced)")
+	tableMemory := flag.String("table-memory", "", "the store's table_memory while seeding (e.g. 256MiB); default: no bound")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("seed: -store is required")
 	}
 	o := tokenstore.Options{Path: *dir}
+	if *tableMemory != "" {
+		n, err := humanize.ParseBytes(*tableMemory)
+		if err != nil {
+			log.Fatalf("seed: -table-memory: %v", err)
+		}
+		o.TableMemory = int64(n)
+	}
 	if *encKey != "" {
 		k, err := tokenstore.ParseEncryptionKey(*encKey)
 		if err != nil {
