@@ -37,8 +37,9 @@ type StoreConfig struct {
 
 	// How many users' tokens are kept in memory in front of the store (the
 	// hot path reads only memory); a user beyond it is read back from the
-	// store (Badger: ~25 µs). Each takes ~1.5 KiB (up to ~2.7 KiB with
-	// amoCRM's largest tokens). Default: 150000.
+	// store (Badger: ~30 µs). Each takes ~2.2 KiB of heap with amoCRM's
+	// tokens (and Go lets the heap grow to twice what is live). Default:
+	// 150000.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// badger: if set, the most memory, in bytes, the store's memory-mapped

@@ -17,9 +17,9 @@ import (
 // negativeCap of them, so that requests for random logins cannot grow
 // memory without bound.
 //
-// A cached token costs about 1.4 KiB of heap with tokens of 1 KB (a 900-byte
-// access token, as scripts/loadbench seeds) and 2.7 KiB with amoCRM's
-// largest (a 1,000-byte access token and a 700-byte refresh token): the
+// A cached token costs about 2.2 KiB of heap with amoCRM-sized tokens (a
+// 1,083-byte access token and a 720-byte refresh token, as scripts/loadbench
+// seeds; measured at a million users) and up to 2.7 KiB with the largest: the
 // token's strings in one allocation, its Token, key hash, entry, map slot
 // and clock slot. See docs/performance.md for the measurements.
 const (
@@ -34,8 +34,9 @@ const (
 // stored users in 1 KiB each over the empty process. Take away Badger's
 // ~100 MB (index cache, block cache, memtables) and Go's collector headroom
 // (at GOGC=100 the heap grows to twice the live heap), and the cache may
-// hold ~430 MB of live heap: 150,000 of amoCRM's largest tokens (2.7 KiB),
-// ~400 MB of RSS with the benchmark's 1 KB tokens (1.4 KiB).
+// hold ~430 MB of live heap: 150,000 of amoCRM's largest tokens (2.7 KiB).
+// Measured at a million users with amoCRM-sized tokens: 0.88 KiB of the
+// process's own memory per stored user (docs/performance.md).
 const DefaultCacheSize = 150000
 
 // ukey is a cache key. A struct of two strings: looking it up allocates nothing.
