@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -278,4 +279,82 @@ func BenchmarkPagerStep(b *testing.B) {
 			b.ReportMetric(float64(p.stats().Resident)/(1<<20), "MiB-mapped")
 		})
 	}
+}
+
+// TestPagerRunsBesideReadsListsAndClose runs the pager's own goroutine over a
+// store that readers, Lists (scans) and finally Close use at the same time:
+// for the race detector, and for a Close that must wait for the pager.
+func TestPagerRunsBesideReadsListsAndClose(t *testing.T) {
+	dir := t.TempDir()
+	skipOnTmpfs(t, dir)
+	s, err := Open(Options{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	const users = 6000
+	r := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) string {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		return hex.EncodeToString(b)
+	}
+	for i := 0; i < users; i++ {
+		if err := s.Put(ctx, &Token{Account: "acme", Login: fmt.Sprintf("u%d", i), KeyHash: s.HashKey("k"),
+			AccessToken: random(600), RefreshToken: random(360), Expiry: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil { // the tokens are in tables now
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Path: dir, TableMemory: 1 << 20, CacheSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read, list and read until the pager has trimmed twice (it steps every
+	// 250 ms by itself), or 30 s have passed.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; ; i += 7 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if w == 0 {
+					n := 0
+					if err := s.List(ctx, func(*Token) error { n++; return nil }); err != nil || n != users {
+						t.Errorf("List: %d tokens, %v", n, err)
+						return
+					}
+					continue
+				}
+				if _, err := s.Get(ctx, "acme", fmt.Sprintf("u%d", i%users)); err != nil {
+					t.Errorf("Get: %v", err)
+					return
+				}
+			}
+		}(w)
+	}
+	for end := time.Now().Add(30 * time.Second); s.PagerStats().Trims < 2 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	st := s.PagerStats()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Trims < 2 {
+		t.Fatalf("the pager did not trim a %d-user store under a 1 MiB bound within 30 s: %+v", users, st)
+	}
+	t.Logf("%+v", st)
 }
