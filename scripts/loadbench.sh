@@ -379,7 +379,7 @@ if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	profile heap-cold heap
 	rss_cold="$(rss_mb "$S_PID")" anon_cold="$(rss_anon_mb "$S_PID")"
 	printf '  RSS with every user touched     : %s\n' "$(rss_detail "$S_PID")"
-	printf '  the store in the page cache     : %s (the kernel'"'"'s file cache: reclaimable, not in RSS)\n' "$(page_cache "$WORK/store-scale")"
+	printf '  the store in the page cache     : %s (the kernel'"'"'s file cache; what Caddy maps of it is its file RSS)\n' "$(page_cache "$WORK/store-scale")"
 	printf '  warm, random users (-c %d, %s) : ' "$SCALE_CONNS" "$DURATION"
 	if [[ -n "${PROFILE:-}" ]]; then
 		profile cpu-warm "profile?seconds=$(($(to_ms "$DURATION" | cut -d. -f1) / 1000 - 1))" &
