@@ -64,14 +64,15 @@ func TestCaddyfileFull(t *testing.T) {
 	}
 }
 
+// minimalCaddyfile is an amocrm_auth block with only the required options,
+// and extra inside it.
+func minimalCaddyfile(extra string) string {
+	return "amocrm_auth {\n\tclient_id id\n\tclient_secret s\n\tredirect_uri https://p.example.com/cb\n\tsubdomain acme\n" +
+		extra + "\n}"
+}
+
 func TestCaddyfileRateLimitZeroIsOff(t *testing.T) {
-	h, err := parse(t, `amocrm_auth {
-		client_id id
-		client_secret s
-		redirect_uri https://p.example.com/cb
-		subdomain acme
-		rate_limit 0
-	}`)
+	h, err := parse(t, minimalCaddyfile("rate_limit 0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,15 +198,7 @@ func TestCaddyfileStoreRedis(t *testing.T) {
 }
 
 func TestCaddyfileTableMemoryOff(t *testing.T) {
-	h, err := parse(t, `amocrm_auth {
-		client_id a
-		client_secret b
-		redirect_uri https://proxy.example.com/cb
-		subdomain acme
-		store {
-			table_memory off
-		}
-	}`)
+	h, err := parse(t, minimalCaddyfile("store {\n\ttable_memory off\n}"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,40 +85,28 @@ func TestPagerUnderLimitDoesNothing(t *testing.T) {
 func TestPagerTrimsInTurnToThreeQuarters(t *testing.T) {
 	f := newFakePagerOS(10, 100) // 1,000 resident
 	p := newPager("/s", 800, f, nil)
-	if err := p.step(); err != nil {
-		t.Fatal(err)
-	}
-	// Down to 600 (3/4 of 800): 4 tables, in path order.
-	want := []string{"/s/000001.sst", "/s/000002.sst", "/s/000003.sst", "/s/000004.sst"}
-	if fmt.Sprint(f.released) != fmt.Sprint(want) {
-		t.Fatalf("released %v, want %v", f.released, want)
-	}
-	if st := p.stats(); st.Resident != 600 || st.Released != 400 || st.Trims != 1 || f.total() != 600 {
-		t.Fatalf("stats %+v, resident %d; want 600 mapped, 400 released, 1 trim", st, f.total())
-	}
-	// Everything read back in: the next trim starts where the last stopped.
-	for k := range f.res {
-		f.res[k] = 100
-	}
-	f.released = nil
-	if err := p.step(); err != nil {
-		t.Fatal(err)
-	}
-	want = []string{"/s/000005.sst", "/s/000006.sst", "/s/000007.sst", "/s/000008.sst"}
-	if fmt.Sprint(f.released) != fmt.Sprint(want) {
-		t.Fatalf("second trim released %v, want %v", f.released, want)
-	}
-	// And wraps round.
-	for k := range f.res {
-		f.res[k] = 100
-	}
-	f.released = nil
-	if err := p.step(); err != nil {
-		t.Fatal(err)
-	}
-	want = []string{"/s/000009.sst", "/s/000010.sst", "/s/000001.sst", "/s/000002.sst"}
-	if fmt.Sprint(f.released) != fmt.Sprint(want) {
-		t.Fatalf("third trim released %v, want %v", f.released, want)
+	// Each step finds every table read back in and trims down to 600 (3/4
+	// of 800): 4 tables in path order, starting where the last trim
+	// stopped, and going round. The first step measures each table; the
+	// others go by the file RSS.
+	for round, want := range [][]int{{1, 2, 3, 4}, {5, 6, 7, 8}, {9, 10, 1, 2}} {
+		for k := range f.res {
+			f.res[k] = 100
+		}
+		f.released = nil
+		if err := p.step(); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range want {
+			names = append(names, fmt.Sprintf("/s/%06d.sst", n))
+		}
+		if fmt.Sprint(f.released) != fmt.Sprint(names) {
+			t.Fatalf("trim %d released %v, want %v", round+1, f.released, names)
+		}
+		if st := p.stats(); st.Resident != 600 || st.Released != int64(400*(round+1)) || st.Trims != uint64(round+1) || f.total() != 600 {
+			t.Fatalf("trim %d: stats %+v, resident %d; want 600 mapped, %d released, %d trims", round+1, st, f.total(), 400*(round+1), round+1)
+		}
 	}
 }
 
