@@ -65,7 +65,8 @@ func (s *sessionIDs) add(v string) {
 // so each of PHP's items is also looked into at ',': an item that holds
 // the session cookie, first or after a comma, is removed whole (what PHP
 // reads from it carries the session id), and so are the items right after
-// it that hold only Set-Cookie attributes (path, expires, ...). A name that
+// it that hold only Set-Cookie attributes (path, expires, ...), unless PHP
+// ignores the item that held it (a repeated name). A name that
 // is the session cookie's only once white space after it is trimmed (PHP
 // reads "session_id =" as session_id_) is refused. Every other byte stays,
 // so PHP reads every other cookie as before.
@@ -87,7 +88,7 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 	var ids sessionIDs
 	var itemBuf [8]cookieItem
 	lines = make([]string, 0, len(vals))
-	for _, v := range vals {
+	for li, v := range vals {
 		if !containsMangled(v, name) {
 			lines = append(lines, v)
 			continue
@@ -125,17 +126,24 @@ func stripCookies(h http.Header, name string) (lines []string, changed bool, id 
 			}
 			ids.add(trimOWS(val))
 			drops++
+			// PHP reads the session cookie itself only where it starts PHP's
+			// item; after a comma it is inside another cookie's value.
+			own := items[k].phpStart
 			// The whole PHP item goes: back to its start, on to its end.
 			start := k
 			for !items[start].phpStart {
 				start--
 			}
+			// After a comma, the attributes go too when PHP reads the value
+			// that carries the session cookie: not when the item repeats an
+			// earlier cookie's name (PHP keeps a name's first value).
+			own = own || !phpNameSeen(vals[:li], v, items[start].a)
 			for i := start; i < len(items) && (i == start || !items[i].phpStart); i++ {
 				items[i].drop = true
 				k = i
 			}
 			// Then the PHP items that are only Set-Cookie attributes.
-			for k+1 < len(items) {
+			for own && k+1 < len(items) {
 				end := k + 1
 				all := true
 				for i := k + 1; i < len(items) && (i == k+1 || !items[i].phpStart); i++ {
@@ -282,3 +290,27 @@ func trimOWS(s string) string {
 }
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// phpNameSeen reports whether the PHP cookie item of v starting at a
+// repeats the name of an earlier item, in before (earlier Cookie lines) or
+// in v before a: PHP keeps a cookie name's first value and ignores the rest.
+func phpNameSeen(before []string, v string, a int) bool {
+	end := len(v)
+	if j := strings.IndexByte(v[a:], ';'); j >= 0 {
+		end = a + j
+	}
+	n, _, _ := strings.Cut(v[a:end], "=")
+	name, _ := phpVarName(trimSpaceLeft(n))
+	if name == "" {
+		return false
+	}
+	for _, line := range append(before[:len(before):len(before)], v[:a]) {
+		for _, item := range strings.Split(line, ";") {
+			in, _, _ := strings.Cut(item, "=")
+			if pn, _ := phpVarName(trimSpaceLeft(in)); pn == name {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -218,6 +218,8 @@ func TestStripShapes(t *testing.T) {
 			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"HttpOnly, other=1; path=/"}}}, // PHP reads "HttpOnly,_other"
 		{"cookie raw set-cookie with expires", req{target: "/x", cookies: []string{"other=1; Path=/, session_id=abc; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=900; SameSite=Lax, x=2"}},
 			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"other=1; SameSite=Lax, x=2"}}}, // PHP read Path="/, session_id=abc"
+		{"cookie after a comma in a repeated name", req{target: "/x", cookies: []string{"session%5Fid=3", "session%5Fid=3, \tsession_id=abc; path=/; secure; HttpOnly"}},
+			want{kind: Session, sid: "abc", query: same, body: same, cookies: []string{"session%5Fid=3", "path=/; secure; HttpOnly"}}}, // PHP ignores the repeated session%5Fid, reads path, secure, HttpOnly (TestPHPOracle seed 1796076184489013553)
 		{"cookie name exact", req{target: "/x", cookies: []string{"xsession_id=1; session_idx=2; Session_ID=3"}},
 			want{query: same, body: same}},
 		{"cookie emptied", req{target: "/x", cookies: []string{"a=1; session_id="}},
