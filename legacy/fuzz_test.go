@@ -57,12 +57,15 @@ func FuzzStripQuery(f *testing.F) {
 		if out != q && r.RequestURI != wantURI {
 			t.Fatalf("RequestURI %q, RawQuery %q", r.RequestURI, out)
 		}
-		checkPairs(t, q, out, in, unsorted, found)
+		checkPairs(t, q, out, in, unsorted, false, found)
 	})
 }
 
 // checkPairs checks what Strip left of the pairs in (parsed from s) in out.
-func checkPairs(t *testing.T, s, out string, in []oraclePair, unsorted bool, found Found) {
+// sniffed says the pairs came from a body that is not form-typed, which
+// PHP would read as a JSON object if it began with '{': a remainder that
+// would begin so must keep an empty pair in front.
+func checkPairs(t *testing.T, s, out string, in []oraclePair, unsorted, sniffed bool, found Found) {
 	t.Helper()
 	var kept []string
 	creds := 0
@@ -97,7 +100,11 @@ func checkPairs(t *testing.T, s, out string, in []oraclePair, unsorted bool, fou
 			t.Fatalf("credential %q left in %q (from %q)", p.raw, out, s)
 		}
 	}
-	if got, want := out, strings.Join(kept, "&"); got != want {
+	want := strings.Join(kept, "&")
+	if sniffed && oracleJSONSniff(want) {
+		want = "&" + want
+	}
+	if got := out; got != want {
 		t.Fatalf("left %q, want %q (from %q)", got, want, s)
 	}
 }
@@ -236,7 +243,7 @@ func FuzzStripBody(f *testing.F) {
 			}
 			return
 		}
-		checkPairs(t, in, out, oracleSplit(in), unsorted, found)
+		checkPairs(t, in, out, oracleSplit(in), unsorted, ct != fuzzTypes[0], found)
 	})
 }
 
