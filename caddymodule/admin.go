@@ -94,7 +94,7 @@ func (adminAPI) handleTokens(w http.ResponseWriter, r *http.Request) error {
 				}
 				ti := TokenInfo{Store: b.spec.key, Account: t.Account, Login: t.Login, AccessExpiry: t.Expiry,
 					IssuedAt: t.IssuedAt, RefreshAge: now.Sub(t.IssuedAt).Round(time.Second).String(),
-					Dead: t.RefreshToken == ""}
+					Dead: !t.Refreshable()}
 				if !t.LastUsed.IsZero() {
 					lu := t.LastUsed
 					ti.LastUsed = &lu

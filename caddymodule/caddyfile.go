@@ -43,6 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			path           <dir>
 //			encryption_key <hex or base64 key>
 //			cache_size     <users kept in memory>
+//			cache_memory   <size of the packed cache, or off>
 //			table_memory   <size of resident table pages, or off>
 //		}
 //		store redis {
@@ -203,9 +204,19 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 				return d.Errf("store cache_size: %q is not a number of users > 0", val)
 			}
 			sc.CacheSize = n
+		case "cache_memory":
+			if val == "off" {
+				sc.CacheMemory = -1
+				break
+			}
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n < 4<<20 || n > 1<<50 {
+				return d.Errf("store cache_memory: %q is not a size of at least 4MiB (e.g. 1GiB), or off", val)
+			}
+			sc.CacheMemory = int64(n)
 		case "table_memory":
 			if val == "off" {
-				sc.TableMemory = 0
+				sc.TableMemory = -1
 				break
 			}
 			n, err := humanize.ParseBytes(val)

@@ -30,6 +30,7 @@ func TestCaddyfileFull(t *testing.T) {
 			path /var/lib/amobridge
 			encryption_key {env.KEY}
 			cache_size 50000
+			cache_memory 2GiB
 			table_memory 512MiB
 		}
 		exchange_timeout 30s
@@ -51,7 +52,7 @@ func TestCaddyfileFull(t *testing.T) {
 		t.Errorf("got %+v", h)
 	}
 	if h.Store == nil || h.Store.Path != "/var/lib/amobridge" || h.Store.EncryptionKey != "{env.KEY}" ||
-		h.Store.CacheSize != 50000 || h.Store.TableMemory != 512<<20 {
+		h.Store.CacheSize != 50000 || h.Store.CacheMemory != 2<<30 || h.Store.TableMemory != 512<<20 {
 		t.Errorf("store: %+v", h.Store)
 	}
 	if time.Duration(h.ExchangeTimeout) != 30*time.Second || time.Duration(h.KeepAlive) != 20*24*time.Hour ||
@@ -190,6 +191,9 @@ func TestCaddyfileStoreRedis(t *testing.T) {
 		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tencryption_key short\n\t}\n", "encryption_key"},
 		{"\tstore memcached\n", "unknown"},
 		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\ttable_memory 1GiB\n\t}\n", "table_memory"},
+		{"\tstore redis {\n\t\taddress 127.0.0.1:6379\n\t\tcache_memory 1GiB\n\t}\n", "cache_memory"},
+		{"\tstore badger {\n\t\tcache_memory 1KiB\n\t}\n", "cache_memory"},
+		{"\tstore badger {\n\t\tcache_memory lots\n\t}\n", "cache_memory"},
 	} {
 		if _, err := parse(t, head+c.block+"}"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v; want one naming %q", c.block, err, c.want)
@@ -198,12 +202,12 @@ func TestCaddyfileStoreRedis(t *testing.T) {
 }
 
 func TestCaddyfileTableMemoryOff(t *testing.T) {
-	h, err := parse(t, minimalCaddyfile("store {\n\ttable_memory off\n}"))
+	h, err := parse(t, minimalCaddyfile("store {\n\ttable_memory off\n\tcache_memory off\n}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Store == nil || h.Store.TableMemory != 0 {
-		t.Fatalf("table_memory off: store %+v, want TableMemory 0 (no bound)", h.Store)
+	if h.Store == nil || h.Store.TableMemory != -1 || h.Store.CacheMemory != -1 {
+		t.Fatalf("table_memory off, cache_memory off: store %+v, want TableMemory and CacheMemory -1", h.Store)
 	}
 }
 
@@ -213,16 +217,19 @@ func TestStoreSpecCarriesBadgerMemoryOptions(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	for _, c := range []struct{ table, want int64 }{{0, 0}, {512 << 20, 512 << 20}} {
-		h := &Handler{Store: &StoreConfig{Path: t.TempDir(), CacheSize: 7, TableMemory: c.table}}
+		h := &Handler{Store: &StoreConfig{Path: t.TempDir(), CacheSize: 7, CacheMemory: 64 << 20, TableMemory: c.table}}
 		spec, err := h.storeSpec(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if spec.kind != "badger" || spec.badger.CacheSize != 7 || spec.badger.TableMemory != c.want {
+		if spec.kind != "badger" || spec.badger.CacheSize != 7 || spec.badger.CacheMemory != 64<<20 || spec.badger.TableMemory != c.want {
 			t.Errorf("table_memory %d: store options %+v, want CacheSize 7, TableMemory %d", c.table, spec.badger, c.want)
 		}
 	}
-	if err := validateStore(&StoreConfig{TableMemory: -1}); err == nil || !strings.Contains(err.Error(), "table_memory") {
-		t.Errorf("table_memory -1: %v, want an error naming table_memory", err)
+	if err := validateStore(&StoreConfig{TableMemory: -2}); err == nil || !strings.Contains(err.Error(), "table_memory") {
+		t.Errorf("table_memory -2: %v, want an error naming table_memory", err)
+	}
+	if err := validateStore(&StoreConfig{CacheMemory: -2}); err == nil || !strings.Contains(err.Error(), "cache_memory") {
+		t.Errorf("cache_memory -2: %v, want an error naming cache_memory", err)
 	}
 }

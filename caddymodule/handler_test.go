@@ -27,10 +27,10 @@ func (n *replayNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	n.calls++
 	n.auths = append(n.auths, r.Header.Get("Authorization"))
 	if n.calls == 1 {
-		t, _ := n.store.Get(r.Context(), benchAccount, benchLogin)
-		nt := *t
-		nt.AccessToken = "access-fresh"
-		if err := n.store.Put(r.Context(), &nt); err != nil {
+		if _, err := n.store.Update(r.Context(), benchAccount, benchLogin, func(t *tokenstore.Token) bool {
+			t.AccessToken = "access-fresh"
+			return true
+		}); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/problem+json")

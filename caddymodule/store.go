@@ -35,23 +35,33 @@ type StoreConfig struct {
 	// Caddy logs a warning. Every instance of a cluster gives the same key.
 	EncryptionKey string `json:"encryption_key,omitempty"`
 
-	// How many users' tokens are kept in memory in front of the store (the
-	// hot path reads only memory); a user beyond it is read back from the
-	// store (Badger: ~30 µs). Each takes ~2.2 KiB of heap with amoCRM's
-	// tokens (and Go lets the heap grow to twice what is live). Default:
-	// 150000.
+	// How many users' tokens are kept in memory ready for the hot path, the
+	// users most recently asked for; a user beyond it is served from the
+	// packed cache (badger: cache_memory, a few µs) or read back from the
+	// store (Badger: ~15-30 µs; Redis: a round trip). Each takes ~1.45 KiB
+	// of heap with amoCRM's tokens (and Go lets the heap grow to twice
+	// what is live). Default: 30000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// badger: if set, the most memory, in bytes, the store's memory-mapped
-	// table files may keep resident (counted in Caddy's RSS and in the
-	// page cache). Badger reads users outside the token cache straight
-	// from the mapped files; past this bound the store asks the kernel to
-	// reclaim table pages (Linux, madvise), and such a user is read from
-	// disk again (one 4 KiB read, ~75 µs here, during which Go's scheduler
-	// loses a thread). Default: no bound; the kernel alone decides, keeping
-	// the pages while memory is free (a store read through once: its whole
-	// size, as clean file pages in RSS) and taking them back when something
-	// needs the memory. See docs/performance.md for both at a million users.
+	// badger: the size in bytes of the packed cache behind cache_size's:
+	// every user read or written since the start is kept there, packed
+	// (~0.55 KiB with amoCRM's tokens, without the refresh token) outside
+	// Go's heap, the oldest overwritten first, so that a user the token
+	// cache evicted is served in a few microseconds without reading the
+	// store. Memory is taken as users are written to it. -1 turns it off
+	// (Linux only; elsewhere it is off). Default: 1 GiB (a million users).
+	CacheMemory int64 `json:"cache_memory,omitempty"`
+
+	// badger: the most memory, in bytes, the store's memory-mapped table
+	// files may keep resident (counted in Caddy's RSS and in the page
+	// cache). Badger reads a user from the mapped files on their first
+	// request after a start (later ones are served by the caches), for a
+	// refresh and in the keeper's scans; past this bound the store asks the
+	// kernel to reclaim table pages (Linux, madvise), and such a read
+	// becomes a disk read (one 4 KiB read, ~75 µs here). -1: no bound; the
+	// kernel alone decides, keeping the pages while memory is free (a store
+	// read through once: its whole size, as clean file pages in RSS).
+	// Default: 256 MiB. See docs/performance.md for both at a million users.
 	TableMemory int64 `json:"table_memory,omitempty"`
 
 	// redis: HOST:PORT of the Redis server. Required. Give several for a
@@ -149,8 +159,14 @@ func validateStore(sc *StoreConfig) error {
 	if sc.CacheSize < 0 {
 		return errors.New("amocrm_auth: store cache_size must not be negative")
 	}
-	if sc.TableMemory < 0 {
-		return errors.New("amocrm_auth: store table_memory must be a size in bytes, or 0 for no bound")
+	if sc.CacheMemory < -1 {
+		return errors.New("amocrm_auth: store cache_memory must be a size in bytes, 0 for the default or -1 for off")
+	}
+	if sc.CacheMemory != 0 && sc.Type == "redis" {
+		return errors.New("amocrm_auth: store redis takes no cache_memory (that is badger's)")
+	}
+	if sc.TableMemory < -1 {
+		return errors.New("amocrm_auth: store table_memory must be a size in bytes, 0 for the default or -1 for no bound")
 	}
 	if sc.TableMemory != 0 && sc.Type == "redis" {
 		return errors.New("amocrm_auth: store redis takes no table_memory (that is badger's)")
@@ -212,7 +228,7 @@ func (h *Handler) storeSpec(ctx caddy.Context) (storeSpec, error) {
 		return spec, nil
 	}
 	o := tokenstore.Options{Path: repl.ReplaceKnown(sc.Path, ""), EncryptionKey: spec.encryptionKey, Logger: logger,
-		CacheSize: sc.CacheSize, TableMemory: sc.TableMemory}
+		CacheSize: sc.CacheSize, CacheMemory: sc.CacheMemory, TableMemory: sc.TableMemory}
 	if o.Path == "" {
 		spec.oldPath = filepath.Join(caddy.AppDataDir(), "amobridge")
 		o.Path = filepath.Join(spec.oldPath, storeDirName(h.clientID))

@@ -98,7 +98,7 @@ func (b *Broker) runExchangeFlight(a Account, login, key string, kh []byte) (fli
 
 	// Another flight may have finished just before this one started.
 	t, err := b.store.Get(ctx, a.Name, login)
-	if err == nil && keyMatches(t, kh) && t.RefreshToken != "" && fresh(t, now, c.RefreshAhead) {
+	if err == nil && keyMatches(t, kh) && t.Refreshable() && fresh(t, now, c.RefreshAhead) {
 		r.tok = t
 		return r, nil
 	} else if err != nil && !errors.Is(err, tokenstore.ErrNotFound) {
@@ -345,7 +345,7 @@ func (b *Broker) look(state string, w *waiter) {
 	ctx, cancel := context.WithTimeout(b.ctx, callbackTimeout)
 	defer cancel()
 	t, err := b.store.Get(ctx, w.account, w.login)
-	if err == nil && keyMatches(t, w.kh) && !t.IssuedAt.Before(w.since.Add(-clockSkew)) && t.RefreshToken != "" {
+	if err == nil && keyMatches(t, w.kh) && !t.IssuedAt.Before(w.since.Add(-clockSkew)) && t.Refreshable() {
 		b.finish(state, t, nil)
 	}
 }

@@ -244,7 +244,9 @@ func (e *env) mustToken(login, key string) *tokenstore.Token {
 // stored returns the stored token, or nil.
 func (e *env) stored(login string) *tokenstore.Token {
 	e.t.Helper()
-	t, err := e.store.Get(context.Background(), e.acct.Name, login)
+	// Through Update, as a refresh reads it: a token Get serves from the
+	// cache does not carry its refresh token.
+	t, err := e.store.Update(context.Background(), e.acct.Name, login, func(*tokenstore.Token) bool { return false })
 	if errors.Is(err, tokenstore.ErrNotFound) {
 		return nil
 	}

@@ -57,7 +57,7 @@ func (b *Broker) keepOnce() int {
 	var counts TokenCounts
 	err := b.store.List(ctx, func(t *tokenstore.Token) error {
 		counts.add(t, now, c.RefreshAhead, c.KeepAlive)
-		if t.RefreshToken != "" && now.Sub(t.IssuedAt) > c.KeepAlive {
+		if t.Refreshable() && now.Sub(t.IssuedAt) > c.KeepAlive {
 			todo = append(todo, stale{t.Account, t.Login, t.AccessToken})
 		}
 		return ctx.Err()
@@ -124,7 +124,7 @@ type TokenCounts struct {
 
 func (tc *TokenCounts) add(t *tokenstore.Token, now time.Time, ahead, keepAlive time.Duration) {
 	switch {
-	case t.RefreshToken == "":
+	case !t.Refreshable():
 		tc.Dead++
 		return
 	case !now.Before(t.Expiry):

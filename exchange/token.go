@@ -80,7 +80,7 @@ func (b *Broker) tokenSlow(ctx context.Context, c *Config, a Account, client, lo
 			b.store.Touch(a.Name, login, now)
 			return t, nil
 		}
-		if t.RefreshToken == "" {
+		if !t.Refreshable() {
 			// The pair is dead: exchange the (right) key again if allowed,
 			// meanwhile serve what is left of the access token.
 			if e := b.exchangeAllowed(ctx, a, login, kh, now, c.ExchangeInterval, nil); e != nil {
@@ -152,7 +152,7 @@ func (b *Broker) sessionSlow(ctx context.Context, c *Config, a Account, login st
 	}
 	b.rememberBase(a)
 	now := c.Now()
-	if t.RefreshToken == "" || (alive(t, now) && b.backingOff(userKey(a.Name, login), now)) {
+	if !t.Refreshable() || (alive(t, now) && b.backingOff(userKey(a.Name, login), now)) {
 		if alive(t, now) {
 			b.store.Touch(a.Name, login, now)
 			return t, nil
@@ -201,7 +201,7 @@ func (b *Broker) Reauthorize(ctx context.Context, a Account, login, rejectedAcce
 			b.store.Touch(a.Name, login, now)
 			return t, nil
 		}
-		if t.RefreshToken == "" {
+		if !t.Refreshable() {
 			b.dropAccess(a, login, rejectedAccess)
 			return nil, newErr(KindWrongKey, op, errDeadRefresh)
 		}

@@ -31,6 +31,13 @@ var ErrEncryptionKey = errors.New("tokenstore: encryption key does not match the
 // DefaultAttemptTTL is how long an Attempt is kept when Options.AttemptTTL is 0.
 const DefaultAttemptTTL = 24 * time.Hour
 
+// DefaultTableMemory is Options.TableMemory's default: 256 MiB of the
+// store's mapped tables stay resident at most. With the packed cache in
+// front, a request reads Badger only for a user's first request after a
+// start: a bound costs those reads a disk read at worst, and keeps a
+// million users' 1.9 GB store from being counted in Caddy's RSS.
+const DefaultTableMemory = 256 << 20
+
 // Options configures Open.
 type Options struct {
 	Path          string      // directory (created 0700)
@@ -43,20 +50,34 @@ type Options struct {
 	// or mistyped logins leave behind.
 	AttemptTTL time.Duration
 
-	// CacheSize is how many users' tokens are kept in memory, the users
-	// most recently asked for; 0 means DefaultCacheSize (150,000). A token
-	// costs ~2.2 KiB of heap in the cache with amoCRM-sized tokens (1.8 KB
-	// of token strings), twice that in RSS at GOGC=100; a user evicted from
-	// it is read from Badger again on their next request (about 30 µs).
+	// CacheSize is how many users' tokens are kept in memory ready for
+	// the hot path (Get allocates nothing), the users most recently asked
+	// for; 0 means DefaultCacheSize (30,000). A token costs ~1.45 KiB of
+	// heap there with amoCRM-sized tokens, twice that in RSS at GOGC=100; a
+	// user evicted from it is served from the packed cache (CacheMemory,
+	// ~6 µs) or else read from Badger (~15-30 µs).
 	CacheSize int
 
-	// TableMemory, if > 0, bounds in bytes how much of the store's
-	// memory-mapped table files may stay resident (in RSS and in the page
-	// cache); past it the store asks the kernel to reclaim table pages, and
-	// a user outside the token cache is then read from disk (see pager.go).
-	// 0 means no bound: the kernel alone decides, and a store read through
-	// once stays resident whole until the kernel needs the memory. Linux
-	// only; elsewhere the kernel alone decides.
+	// CacheMemory is the size in bytes of the packed cache behind the
+	// token cache: every user read or written since the start is kept
+	// there packed (~0.55 KiB with amoCRM-sized tokens, without the
+	// refresh token), outside Go's heap, oldest overwritten first, so that
+	// a user evicted from the token cache is served in microseconds
+	// without reading Badger. 0 means DefaultCacheMemory (1 GiB); memory is
+	// taken only as users are written to it. Negative turns it off. Linux
+	// only; elsewhere it is off.
+	CacheMemory int64
+
+	// TableMemory bounds in bytes how much of the store's memory-mapped
+	// table files may stay resident (in RSS and in the page cache); past
+	// it the store asks the kernel to reclaim table pages (see pager.go),
+	// and a read of such a page is a disk read. With the packed cache
+	// holding every user read since the start, Badger is read only for a
+	// user's first request after a start, for refreshes and for the
+	// keeper's scans. 0 means DefaultTableMemory (256 MiB); negative means
+	// no bound: the kernel alone decides, and a store read through once
+	// stays resident whole until the kernel needs the memory. Linux only;
+	// elsewhere the kernel alone decides.
 	TableMemory int64
 }
 
@@ -72,7 +93,8 @@ type Badger struct {
 	sessions sessionCache
 	hmacs    sync.Pool // of hash.Hash (HMAC-SHA256 keyed with secret)
 	closed   atomic.Bool
-	gate     gate // counts the operations that use db, so Close can wait for them
+	reads    atomic.Uint64 // tokens read from the database (not from the caches)
+	gate     gate          // counts the operations that use db, so Close can wait for them
 	sweepMu  sync.Mutex
 	pager    *pager // nil in memory, or without TableMemory
 
@@ -108,7 +130,8 @@ var _ Store = (*Badger)(nil)
 const (
 	memTableSize     = 4 << 20
 	memTableSizeMem  = 1 << 20 // in memory (tests): quick to open
-	baseTableSize    = 1 << 20
+	baseTableSize    = 2 << 20 // tables of the base level; 4x larger each level down:
+	tableSizeMult    = 4       // a million users' 1.9 GB is ~100 tables, whose indexes Open reads
 	baseLevelSize    = 8 << 20
 	valueLogFileSize = 1 << 20  // the minimum: values never go to the value log (see valueThreshold)
 	valueThreshold   = 64 << 10 // every record here is far smaller: values stay in the LSM tree
@@ -138,9 +161,6 @@ func Open(o Options) (*Badger, error) {
 	if o.CacheSize < 0 {
 		return nil, errors.New("tokenstore: negative CacheSize")
 	}
-	if o.TableMemory < 0 {
-		return nil, errors.New("tokenstore: negative TableMemory")
-	}
 
 	var lock *dirLock
 	if !o.InMemory {
@@ -169,14 +189,22 @@ func Open(o Options) (*Badger, error) {
 	if s.attemptTTL == 0 {
 		s.attemptTTL = DefaultAttemptTTL
 	}
-	s.cache.init(o.CacheSize)
+	mem := o.CacheMemory
+	if mem == 0 {
+		mem = DefaultCacheMemory
+	}
+	s.cache.init(o.CacheSize, max(mem, 0))
 	if s.secret, err = s.loadSecret(); err != nil {
+		_ = s.cache.close()
 		_ = db.Close()
 		lock.release()
 		return nil, err
 	}
 	s.hmacs.New = s.newHMAC
 	s.Local = NewLocal(s)
+	if o.TableMemory == 0 {
+		o.TableMemory = DefaultTableMemory
+	}
 	if !o.InMemory && o.TableMemory > 0 {
 		limit := o.TableMemory
 		dir, err := filepath.Abs(o.Path)
@@ -212,6 +240,7 @@ func badgerOptions(o Options) badger.Options {
 		WithNumVersionsToKeep(1).
 		WithEncryptionKey(o.EncryptionKey).
 		WithLogger(newBadgerLogger(o.Logger))
+	bo.TableSizeMultiplier = tableSizeMult
 	if o.InMemory {
 		bo = bo.WithDir("").WithValueDir("").
 			WithMemTableSize(memTableSizeMem).
@@ -254,6 +283,9 @@ func (s *Badger) Close() error {
 	s.sweepMu.Unlock()
 	err := s.db.Close()
 	s.lock.release()
+	if cerr := s.cache.close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("tokenstore: close: %w", err)
 	}

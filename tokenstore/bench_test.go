@@ -2,7 +2,6 @@ package tokenstore
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,26 +12,22 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/amobridge/amobridge/scripts/loadbench/lbusers"
 )
 
-// realisticToken has amoCRM-sized tokens: a JWT access token of about
-// 1000 characters, a refresh token of about 700.
+// realisticToken has amoCRM-shaped tokens (lbusers.Tokens): an RS256 JWT
+// access token of about 1,080 characters, a refresh token of 720.
 func realisticToken(r *rand.Rand, account, login string) *Token {
-	rnd := func(n int) string {
-		b := make([]byte, n*3/4)
-		for i := range b {
-			b[i] = byte(r.Uint32())
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
 	now := time.Now()
 	kh := make([]byte, 32)
 	for i := range kh {
 		kh[i] = byte(r.Uint32())
 	}
+	access, refresh := lbusers.Tokens(r.IntN(1<<30), now)
 	return &Token{
 		Account: account, Login: login, KeyHash: kh,
-		AccessToken: rnd(1000), RefreshToken: rnd(700),
+		AccessToken: access, RefreshToken: refresh,
 		Expiry: now.Add(24 * time.Hour), IssuedAt: now, LastUsed: now,
 	}
 }
@@ -97,16 +92,23 @@ func BenchmarkGetParallelOneUser(b *testing.B) {
 }
 
 // BenchmarkGetEvicted: random users of an encrypted store on disk whose
-// cache is far smaller than the users (one token per shard), so that
-// nearly every Get reads the database: what a user evicted from the cache
-// pays on their next request. BENCH_EVICTED_USERS sets the users (20,000).
+// token cache is far smaller than the users (one token per shard), so that
+// nearly every Get misses it: what a user evicted from the token cache
+// pays on their next request. packed: served by the packed tier (every
+// user read once before the timer starts); badger: with the packed tier
+// off, read from the database. BENCH_EVICTED_USERS sets the users (20,000).
 func BenchmarkGetEvicted(b *testing.B) {
+	b.Run("packed", func(b *testing.B) { benchGetEvicted(b, 0) })
+	b.Run("badger", func(b *testing.B) { benchGetEvicted(b, -1) })
+}
+
+func benchGetEvicted(b *testing.B, cacheMemory int64) {
 	users := 20000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_EVICTED_USERS")); err == nil && v > 0 {
 		users = v
 	}
 	dir := b.TempDir()
-	s, err := Open(Options{Path: dir, EncryptionKey: make([]byte, 32), CacheSize: 1})
+	s, err := Open(Options{Path: dir, EncryptionKey: make([]byte, 32), CacheSize: 1, CacheMemory: cacheMemory})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +126,13 @@ func BenchmarkGetEvicted(b *testing.B) {
 	logins := make([]string, users)
 	for i := range logins {
 		logins[i] = userLogin(i)
+		if cacheMemory >= 0 {
+			if _, err := s.Get(bg, "acme", logins[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
+	before := s.cache.stats()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -133,8 +141,11 @@ func BenchmarkGetEvicted(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	_, evicted := s.cache.stats()
-	b.ReportMetric(float64(evicted)/float64(b.N), "evictions/op")
+	st := s.cache.stats()
+	b.ReportMetric(float64(st.evicted-before.evicted)/float64(b.N), "evictions/op")
+	if st.packed > 0 {
+		b.ReportMetric(float64(st.used)/float64(st.packed), "packed-B/user")
+	}
 }
 
 // BenchmarkGetMissCached: a login without a token, answered from the negative cache.

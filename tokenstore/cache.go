@@ -9,19 +9,20 @@ import (
 )
 
 // The token cache holds the tokens of the users most recently asked for,
-// at most Options.CacheSize of them (DefaultCacheSize), so that a cached
-// user's Get is a map lookup that allocates nothing. Past the bound, a
-// CLOCK (second chance) hand evicts users not asked for since it last passed
-// them; an evicted user's next Get reads Badger once (tens of microseconds)
-// and caches the token again. "No token" answers are kept too, but at most
-// negativeCap of them, so that requests for random logins cannot grow
-// memory without bound.
+// at most Options.CacheSize of them (DefaultCacheSize), ready for the hot
+// path: a cached user's Get is a map lookup that allocates nothing. Past
+// the bound, a CLOCK (second chance) hand evicts users not asked for since
+// it last passed them; an evicted user's next Get finds them in the packed
+// tier behind (ring.go: every user read or written since the start, a few
+// microseconds to unpack) or else reads Badger once (tens of
+// microseconds), and caches the token again. "No token" answers are kept
+// too, but at most negativeCap of them, so that requests for random logins
+// cannot grow memory without bound.
 //
-// A cached token costs about 2.2 KiB of heap with amoCRM-sized tokens (a
-// 1,083-byte access token and a 720-byte refresh token, as scripts/loadbench
-// seeds; measured at a million users) and up to 2.7 KiB with the largest: the
-// token's strings in one allocation, its Token, key hash, entry, map slot
-// and clock slot. See docs/performance.md for the measurements.
+// A cached token costs about 1.45 KiB of heap with amoCRM-sized tokens (a
+// 1,083-byte access token; the refresh token is not cached, see
+// packToken): the token's strings in one allocation, its Token, key hash,
+// entry, map slot and clock slot. See docs/performance.md.
 const (
 	numShards      = 64
 	negativeCap    = 10000
@@ -29,15 +30,14 @@ const (
 	maxNegativeKey = 1024 // longer (account, login) pairs are not cached as missing
 )
 
-// DefaultCacheSize is how many users' tokens the cache holds when
-// Options.CacheSize is 0. It is derived from issue 12's budget: a million
-// stored users in 1 KiB each over the empty process. Take away Badger's
-// ~100 MB (index cache, block cache, memtables) and Go's collector headroom
-// (at GOGC=100 the heap grows to twice the live heap), and the cache may
-// hold ~430 MB of live heap: 150,000 of amoCRM's largest tokens (2.7 KiB).
-// Measured at a million users with amoCRM-sized tokens: 0.88 KiB of the
-// process's own memory per stored user (docs/performance.md).
-const DefaultCacheSize = 150000
+// DefaultCacheSize is how many users' tokens the cache holds ready when
+// Options.CacheSize is 0. It is derived from issue 12's budget, 1 KiB per
+// user for a million users over the empty process: the packed tier holds
+// all of them in ~0.5 KiB each, Badger needs ~75 MB of heap and the index
+// of the packed tier ~40 MB; Go's collector lets the heap grow to twice
+// what is live, so ~45 MB of live token cache (30,000 users at 1.45 KiB)
+// keeps the rest near 0.4 KiB per user. Measured: docs/performance.md.
+const DefaultCacheSize = 30000
 
 // ukey is a cache key. A struct of two strings: looking it up allocates nothing.
 type ukey struct{ account, login string }
@@ -61,15 +61,16 @@ type negSlot struct {
 
 // shard is one part of the cache, with its own locks.
 type shard struct {
-	mu    sync.RWMutex
-	pos   map[ukey]*entry
-	clock []*entry     // the cached entries, in the order the CLOCK hand visits them
-	phand int          // the positive clock's hand
-	max   int          // at most this many entries in pos
-	neg   map[ukey]int // index into ring
-	ring  []negSlot    // CLOCK of negative entries, allocated on first use
-	hand  int
-	gen   uint64 // counts writes (set, remove); a miss may fill only if unchanged
+	mu     sync.RWMutex
+	pos    map[ukey]*entry
+	clock  []*entry     // the cached entries, in the order the CLOCK hand visits them
+	phand  int          // the positive clock's hand
+	max    int          // at most this many entries in pos
+	neg    map[ukey]int // index into ring
+	ring   []negSlot    // CLOCK of negative entries, allocated on first use
+	hand   int
+	packed ring   // the packed tier's part of this shard (ring.go)
+	gen    uint64 // counts writes (set, remove); a miss may fill only if unchanged
 
 	// wmu serialises the writes of this shard's tokens, each Badger write
 	// together with the cache update after it, so that the cache ends in
@@ -83,42 +84,82 @@ type shard struct {
 
 // cache is the sharded token cache.
 type cache struct {
-	seed   maphash.Seed
+	tier   tier
 	shards [numShards]shard
 }
 
 // init prepares the cache for at most size tokens (rounded up to a
-// multiple of numShards); 0 (or less) means DefaultCacheSize.
-func (c *cache) init(size int) {
+// multiple of numShards); 0 (or less) means DefaultCacheSize. memory is
+// the packed tier's size in bytes: 0 means none (the tier is off).
+func (c *cache) init(size int, memory int64) {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	c.seed = maphash.MakeSeed()
+	c.tier.seed = maphash.MakeSeed()
 	per := max(1, (size+numShards-1)/numShards)
-	for i := range c.shards {
-		c.shards[i].pos = make(map[ukey]*entry)
-		c.shards[i].neg = make(map[ukey]int)
-		c.shards[i].max = per
+	part := memory / numShards / pageBytes * pageBytes
+	if part >= minRing {
+		if a, release, err := mapArena(int(part) * numShards); err == nil {
+			c.tier.arena, c.tier.release = a, release
+		}
 	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.pos = make(map[ukey]*entry)
+		sh.neg = make(map[ukey]int)
+		sh.max = per
+		sh.packed.t = &c.tier
+		if c.tier.arena != nil {
+			sh.packed.buf = c.tier.arena[int(part)*i : int(part)*(i+1) : int(part)*(i+1)]
+			sh.packed.idx = make(map[uint64]uint64)
+		}
+	}
+}
+
+// close gives the packed tier's memory back. No method may be called after.
+func (c *cache) close() error {
+	if c.tier.arena == nil {
+		return nil
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.packed.buf, sh.packed.idx = nil, nil
+		sh.mu.Unlock()
+	}
+	c.tier.arena = nil
+	return c.tier.release()
 }
 
 // shard returns k's shard.
 func (c *cache) shard(k ukey) *shard {
-	h := maphash.String(c.seed, k.account)
-	h ^= maphash.String(c.seed, k.login) * 0x9e3779b97f4a7c15
-	return &c.shards[h%numShards]
+	return &c.shards[c.tier.hash(k)%numShards]
 }
 
-// stats returns how many tokens are cached and how many were evicted.
-func (c *cache) stats() (cached int, evicted uint64) {
+// cacheStats are the token cache's counters.
+type cacheStats struct {
+	cached  int    // users whose *Token is cached
+	evicted uint64 // users evicted from that cache
+	packed  int    // users in the packed tier
+	used    int64  // bytes of the packed tier written (up to its size)
+	size    int64  // the packed tier's size: 0 when it is off
+	dropped uint64 // users the packed tier dropped, overwritten by newer records
+}
+
+// stats returns the cache's counters.
+func (c *cache) stats() (st cacheStats) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.RLock()
-		cached += len(sh.pos)
+		st.cached += len(sh.pos)
+		st.packed += len(sh.packed.idx)
+		st.used += int64(min(sh.packed.head, uint64(len(sh.packed.buf))))
+		st.size += int64(len(sh.packed.buf))
 		sh.mu.RUnlock()
-		evicted += sh.evictions.Load()
+		st.evicted += sh.evictions.Load()
 	}
-	return cached, evicted
+	st.dropped = c.tier.overwrote.Load()
+	return st
 }
 
 // get looks k up. hit is true if the cache knows the answer: the token, or
@@ -140,8 +181,29 @@ func (sh *shard) get(k ukey) (t *Token, hit bool, gen uint64) {
 		return nil, true, 0
 	}
 	gen = sh.gen
+	if rec := sh.packed.find(sh.packed.t.hash(k)); rec != nil {
+		t = sh.packed.t.unpack(rec, k)
+	}
 	sh.mu.RUnlock()
+	if t != nil {
+		return sh.promote(k, t, gen), true, 0
+	}
 	return nil, false, gen
+}
+
+// promote caches t, k's token as the packed tier held it when the shard's
+// generation was gen, as a ready *Token, and returns what Get should
+// answer.
+func (sh *shard) promote(k ukey, t *Token, gen uint64) *Token {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.pos[k]; ok {
+		return e.tok
+	}
+	if sh.gen == gen {
+		sh.insert(t)
+	}
+	return t
 }
 
 // fill caches t (nil: no token), which was read from the database after get
@@ -166,6 +228,7 @@ func (sh *shard) fill(k ukey, t *Token, gen uint64) *Token {
 	if t != nil {
 		if ownKey(k, t) {
 			sh.insert(t)
+			sh.keep(t)
 		}
 	} else {
 		sh.addNegative(cloneKey(k))
@@ -182,8 +245,10 @@ func (sh *shard) set(k ukey, t *Token) {
 	sh.removeNegative(k)
 	if !ownKey(k, t) { // not expected: Put stores a token under its names
 		sh.drop(k)
+		sh.packed.del(sh.packed.t.hash(k))
 		return
 	}
+	sh.keep(t)
 	if e, ok := sh.pos[k]; ok {
 		// Re-key the entry with the new token's strings, so that the
 		// map key does not keep the old token's memory alive.
@@ -202,6 +267,7 @@ func (sh *shard) remove(k ukey) {
 	defer sh.mu.Unlock()
 	sh.gen++
 	sh.drop(k)
+	sh.packed.del(sh.packed.t.hash(k))
 	if _, ok := sh.neg[k]; !ok {
 		sh.addNegative(cloneKey(k))
 	}
@@ -214,7 +280,22 @@ func (sh *shard) forget(k ukey) {
 	defer sh.mu.Unlock()
 	sh.gen++
 	sh.drop(k)
+	sh.packed.del(sh.packed.t.hash(k))
 	sh.removeNegative(k)
+}
+
+// keep writes t, cached under its own names, to the packed tier. Needs mu.
+func (sh *shard) keep(t *Token) {
+	if sh.packed.buf == nil {
+		return
+	}
+	h := sh.packed.t.hash(ukey{t.Account, t.Login})
+	var b [1536]byte
+	if rec, ok := sh.packed.t.pack(b[:0], h, t); ok {
+		sh.packed.write(h, rec)
+	} else {
+		sh.packed.del(h)
+	}
 }
 
 // touch advances k's last use to at (Unix nanoseconds), if k is cached.
@@ -292,26 +373,28 @@ func ownKey(k ukey, t *Token) bool {
 	return t.Account == k.account && t.Login == k.login
 }
 
-// packToken returns t with its strings in one allocation of their exact
-// size (a token copied by Put has one per string; one decodeToken returns
-// shares the record's string, which also holds the key hash, the times and
-// the lengths). t is not changed.
+// packToken returns t as the cache keeps it: its strings in one
+// allocation of their exact size (a token copied by Put has one per
+// string; one decodeToken returns shares the record's string, which also
+// holds the key hash, the times and the lengths), and without its refresh
+// token, which only a refresh needs and reads from the store (Update):
+// Refreshable still tells whether the pair has one. t is not changed.
 func packToken(t *Token) *Token {
 	const bearer = "Bearer "
-	n := len(t.Account) + len(t.Login) + len(bearer) + len(t.AccessToken) + len(t.RefreshToken)
+	n := len(t.Account) + len(t.Login) + len(bearer) + len(t.AccessToken)
 	var b strings.Builder
 	b.Grow(n)
 	b.WriteString(t.Account)
 	b.WriteString(t.Login)
 	b.WriteString(bearer)
 	b.WriteString(t.AccessToken)
-	b.WriteString(t.RefreshToken)
 	s := b.String()
 	p := *t
 	p.Account, s = s[:len(t.Account)], s[len(t.Account):]
 	p.Login, s = s[:len(t.Login)], s[len(t.Login):]
-	p.auth, p.RefreshToken = s[:len(bearer)+len(t.AccessToken)], s[len(bearer)+len(t.AccessToken):]
+	p.auth = s
 	p.AccessToken = p.auth[len(bearer):]
+	p.elided, p.RefreshToken = t.Refreshable(), ""
 	return &p
 }
 
@@ -379,8 +462,13 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// samePair reports whether a and b hold the same OAuth pair.
+// samePair reports whether a and b hold the same OAuth pair. A cached
+// token does not carry its refresh token (packToken): the refresh tokens
+// are compared when both carry one. The access token and the time the
+// pair was obtained tell pairs apart anyway: every grant gives both anew.
 func samePair(a, b *Token) bool {
-	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken &&
-		a.IssuedAt.Equal(b.IssuedAt)
+	if a.AccessToken != b.AccessToken || !a.IssuedAt.Equal(b.IssuedAt) || a.Refreshable() != b.Refreshable() {
+		return false
+	}
+	return a.RefreshToken == "" || b.RefreshToken == "" || a.RefreshToken == b.RefreshToken
 }

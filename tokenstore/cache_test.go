@@ -319,7 +319,8 @@ func TestCacheBound(t *testing.T) {
 			}
 		}
 	}
-	cached, evicted := s.cache.stats()
+	st := s.cache.stats()
+	cached, evicted := st.cached, st.evicted
 	if cached > size || cached < size/2 {
 		t.Fatalf("%d tokens cached, bound %d", cached, size)
 	}

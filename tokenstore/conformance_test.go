@@ -57,6 +57,9 @@ func confTokenRoundTrip(t *testing.T, e engine) {
 	if err != nil || !sameToken(got, tok) {
 		t.Fatalf("Get after Put (other handle): %+v, %v", got, err)
 	}
+	if st, err := storedToken(t, p, "acme", "a@example.com"); err != nil || st.RefreshToken != tok.RefreshToken {
+		t.Fatalf("the stored pair (other handle): %+v, %v", st, err)
+	}
 	n := 0
 	if err := p.List(ctx, func(*Token) error { n++; return nil }); err != nil || n != 1 {
 		t.Fatalf("List: %d tokens, %v; want 1", n, err)
@@ -248,7 +251,7 @@ func confUpdate(t *testing.T, e engine) {
 	}
 	wg.Wait()
 	waitFor(t, "20 increments", func() bool {
-		got, err := p.Get(ctx, "acme", "a@example.com")
+		got, err := storedToken(t, p, "acme", "a@example.com")
 		return err == nil && got.RefreshToken == "count-20"
 	})
 }

@@ -58,6 +58,12 @@ type Coordinator interface {
 	Subscribe(fn func(account, login string)) (cancel func())
 }
 
+// storedReader is a store whose cache serves tokens without their refresh
+// token (see Token.RefreshToken): Update reads the stored pair itself.
+type storedReader interface {
+	getStored(ctx context.Context, account, login string) (*Token, error)
+}
+
 // Local is the Coordinator of a store that one process keeps: mutexes and
 // queues in memory. Its Update, ClaimAttempt and Subscribe work on the
 // store given to NewLocal; that store must call Changed after every token
@@ -98,7 +104,13 @@ func (l *Local) Update(ctx context.Context, account, login string, fn func(*Toke
 	mu := l.stripe(account, login)
 	mu.Lock()
 	defer mu.Unlock()
-	cur, err := l.s.Get(ctx, account, login)
+	var cur *Token
+	var err error
+	if sr, ok := l.s.(storedReader); ok {
+		cur, err = sr.getStored(ctx, account, login)
+	} else {
+		cur, err = l.s.Get(ctx, account, login)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -176,8 +176,11 @@ func TestBadgerTableMemoryBound(t *testing.T) {
 	for i := 0; i < users; i++ {
 		got, err := s.Get(ctx, "acme", fmt.Sprintf("user%d@example.com", i))
 		want := tok(i)
-		if err != nil || got.AccessToken != want.AccessToken || got.RefreshToken != want.RefreshToken {
+		if err != nil || !sameToken(got, want) {
 			t.Fatalf("user %d: %v, or a token that differs from the one stored", i, err)
+		}
+		if st, err := storedToken(t, s, "acme", want.Login); err != nil || st.RefreshToken != want.RefreshToken {
+			t.Fatalf("user %d: the stored pair: %v, or a refresh token that differs", i, err)
 		}
 		if i%1000 == 999 {
 			if err := s.pager.step(); err != nil {

@@ -3,6 +3,7 @@ package tokenstore
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 )
 
@@ -159,8 +160,32 @@ func TestPagerScanReadsAhead(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesNegativeTableMemory(t *testing.T) {
-	if _, err := Open(Options{Path: t.TempDir(), TableMemory: -1}); err == nil {
-		t.Fatal("Open with TableMemory -1 succeeded, want an error")
+// TestTableMemoryDefaultAndOff: TableMemory 0 bounds the tables at
+// DefaultTableMemory, a negative one runs no pager; a store in memory has
+// no tables to page.
+func TestTableMemoryDefaultAndOff(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want int64 // 0: no pager
+	}{
+		{Options{Path: t.TempDir()}, DefaultTableMemory},
+		{Options{Path: t.TempDir(), TableMemory: 64 << 20}, 64 << 20},
+		{Options{Path: t.TempDir(), TableMemory: -1}, 0},
+		{Options{InMemory: true}, 0},
+	} {
+		s, err := Open(c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		if s.pager != nil {
+			got = s.pager.limit
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if runtime.GOOS == "linux" && got != c.want {
+			t.Errorf("TableMemory %d (in memory %v): pager bound %d, want %d", c.o.TableMemory, c.o.InMemory, got, c.want)
+		}
 	}
 }

@@ -128,6 +128,9 @@ func (s *Redis) Put(ctx context.Context, t *Token) error {
 	if len(t.Account)+len(t.Login) > maxKeyLen {
 		return errKeyTooLong
 	}
+	if err := writable(t); err != nil {
+		return err
+	}
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -213,6 +216,9 @@ func (s *Redis) update(ctx context.Context, account, login string, fn func(*Toke
 			}
 			if c.Account != account || c.Login != login {
 				return errUpdateRenames
+			}
+			if err := writable(c); err != nil {
+				return err
 			}
 			val := s.seal(tk, encodeToken(c))
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -44,7 +44,7 @@ func TestRotateKey(t *testing.T) {
 		t.Fatalf("new key after rotation: %v", err)
 	}
 	defer s2.Close()
-	got, err := s2.Get(ctx, "acme", "a@b.c")
+	got, err := storedToken(t, s2, "acme", "a@b.c")
 	if err != nil || got.AccessToken != want.AccessToken || got.RefreshToken != want.RefreshToken {
 		t.Fatalf("token after rotation: %+v, %v", got, err)
 	}

@@ -31,7 +31,13 @@ type Token struct {
 	// the pair was obtained with. Never the key itself.
 	KeyHash []byte `json:"key_hash"`
 
-	AccessToken  string    `json:"access_token"`
+	AccessToken string `json:"access_token"`
+	// RefreshToken is the pair's refresh token, "" for none (amoCRM
+	// declared it dead). A token served by Get from the cache does not
+	// carry it (the cache keeps what every request needs, and a refresh
+	// reads the stored pair through Update): test Refreshable, not this
+	// field, for whether the pair has one. Update's and List's tokens
+	// carry it.
 	RefreshToken string    `json:"refresh_token"`
 	Expiry       time.Time `json:"expiry"`    // when AccessToken expires
 	IssuedAt     time.Time `json:"issued_at"` // when this pair (and so RefreshToken) was obtained
@@ -41,6 +47,28 @@ type Token struct {
 	// memory as AccessToken (AccessToken is auth[7:]), so that the hot path
 	// needs no concatenation. See Authorization.
 	auth string
+
+	// elided says the pair has a refresh token that this copy, served
+	// from the cache, does not carry. See Refreshable.
+	elided bool
+}
+
+// Refreshable reports whether the pair has a refresh token, whether or
+// not this copy carries it (see RefreshToken).
+func (t *Token) Refreshable() bool { return t.RefreshToken != "" || t.elided }
+
+// errElided is returned by a write of a token copied from the cache that
+// lacks the refresh token the pair has: writing it would lose that token.
+var errElided = errors.New("tokenstore: the token, served from the cache, does not carry its refresh token; " +
+	"write a token read through Update instead")
+
+// writable checks that t may be written: that it carries the refresh
+// token its pair has.
+func writable(t *Token) error {
+	if t.elided && t.RefreshToken == "" {
+		return errElided
+	}
+	return nil
 }
 
 // Authorization returns the value of the Authorization header that carries

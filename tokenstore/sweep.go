@@ -235,7 +235,8 @@ func (s *Badger) persistShard(sh *shard) (int, error) {
 		sh.mu.Lock()
 		for _, w := range written {
 			if e, ok := sh.pos[w.k]; ok && e.tok == w.old {
-				e.tok = w.new
+				e.tok = packToken(w.new)
+				sh.keep(e.tok)
 			}
 		}
 		sh.mu.Unlock()

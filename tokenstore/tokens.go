@@ -34,6 +34,25 @@ func (s *Badger) Get(ctx context.Context, account, login string) (*Token, error)
 
 // getMiss reads k's token from the database once and caches the answer.
 func (s *Badger) getMiss(ctx context.Context, sh *shard, k ukey, gen uint64) (*Token, error) {
+	t, err := s.read(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return sh.fill(k, t, gen), nil
+}
+
+// getStored reads the user's token from the database, its refresh token
+// included, without the cache (Local.Update).
+func (s *Badger) getStored(ctx context.Context, account, login string) (*Token, error) {
+	t, err := s.read(ctx, ukey{account, login})
+	if err == nil && t == nil {
+		err = ErrNotFound
+	}
+	return t, err
+}
+
+// read reads k's token from the database: nil if there is none.
+func (s *Badger) read(ctx context.Context, k ukey) (*Token, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -45,6 +64,7 @@ func (s *Badger) getMiss(ctx context.Context, sh *shard, k ukey, gen uint64) (*T
 	if len(key) > maxKeyLen {
 		return nil, nil
 	}
+	s.reads.Add(1)
 	var t *Token
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
@@ -62,7 +82,7 @@ func (s *Badger) getMiss(ctx context.Context, sh *shard, k ukey, gen uint64) (*T
 	case err != nil:
 		return nil, fmt.Errorf("tokenstore: get token: %w", err)
 	}
-	return sh.fill(k, t, gen), nil
+	return t, nil
 }
 
 // Put stores a copy of t, synced to disk before it returns, then makes it
@@ -74,6 +94,9 @@ func (s *Badger) Put(ctx context.Context, t *Token) error {
 	}
 	if t.Account == "" || t.Login == "" {
 		return errors.New("tokenstore: put token without account or login")
+	}
+	if err := writable(t); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -27,6 +27,13 @@ func TestTokenRoundTrip(t *testing.T) {
 	if !sameToken(got, want) {
 		t.Fatalf("Get = %+v, want %+v", got, want)
 	}
+	if got.RefreshToken != "" || !got.Refreshable() {
+		t.Fatalf("Get from the cache: refresh token %q, refreshable %v; want none carried, refreshable",
+			got.RefreshToken, got.Refreshable())
+	}
+	if st, err := storedToken(t, s, "acme", "a@example.com"); err != nil || st.RefreshToken != want.RefreshToken || !sameToken(st, want) {
+		t.Fatalf("the stored pair = %+v, %v; want %+v", st, err, want)
+	}
 	if got == want {
 		t.Fatal("Put kept the caller's *Token instead of a copy")
 	}
@@ -59,6 +66,9 @@ func TestPutReopen(t *testing.T) {
 	}
 	if !sameToken(got, want) {
 		t.Fatalf("Get after reopen = %+v, want %+v", got, want)
+	}
+	if st, err := storedToken(t, s, "acme", "a@example.com"); err != nil || st.RefreshToken != want.RefreshToken {
+		t.Fatalf("the stored pair after reopen = %+v, %v; want %+v", st, err, want)
 	}
 }
 
@@ -252,7 +262,7 @@ func TestTouchPersisted(t *testing.T) {
 	if !lu["a"].Equal(used) || !lu["b"].Equal(used2) {
 		t.Fatalf("after reopen LastUsed = %v, want a=%v b=%v", lu, used, used2)
 	}
-	got, _ := s.Get(bg, "acme", "a")
+	got, _ := storedToken(t, s, "acme", "a")
 	if got.AccessToken != tok.AccessToken || got.RefreshToken != tok.RefreshToken {
 		t.Fatal("persisting last use changed the pair")
 	}

@@ -29,13 +29,15 @@ func main() {
 	account := flag.String("account", "acme", "the account (subdomain)")
 	encKey := flag.String("key", "", "encryption key (hex or base64), as Caddy's store encryption_key")
 	workers := flag.Int("workers", 64, "concurrent writers (each Put is synced)")
-	tableMemory := flag.String("table-memory", "", "the store's table_memory while seeding (e.g. 256MiB); default: no bound")
+	tableMemory := flag.String("table-memory", "", "the store's table_memory while seeding (e.g. 256MiB, or off); default: the store's (256MiB)")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("seed: -store is required")
 	}
 	o := tokenstore.Options{Path: *dir}
-	if *tableMemory != "" {
+	if *tableMemory == "off" {
+		o.TableMemory = -1
+	} else if *tableMemory != "" {
 		n, err := humanize.ParseBytes(*tableMemory)
 		if err != nil {
 			log.Fatalf("seed: -table-memory: %v", err)
