@@ -370,7 +370,7 @@ if [[ "$MODE" == scale || "$MODE" == all ]]; then
 	ready_ms="$READY_MS"
 	rss_start="$(rss_mb "$S_PID")" anon_start="$(rss_anon_mb "$S_PID")"
 	profile heap-start heap
-	printf '\nscale: %d users (seeded in %d ms), store %s on disk\n' "$SCALE_USERS" "$seed_ms" "$(du -sh "$WORK/store-scale" | cut -f1)"
+	printf '\nscale: %d users (seeded in %d ms), store %s on disk in %d tables\n' "$SCALE_USERS" "$seed_ms" "$(du -sh "$WORK/store-scale" | cut -f1)" "$(find "$WORK/store-scale" -name '*.sst' | wc -l)"
 	printf '  Caddy start to listening        : %d ms; to the first 200: %d ms; RSS %s\n' "$READY_MS" "$first_ms" "$(rss_detail "$S_PID")"
 	printf '  one user (-c %d, %s)            : ' "$SCALE_CONNS" "$DURATION"
 	loadgen_run one -url "http://127.0.0.1:$S_HTTP" -users 1 -mode random -c "$SCALE_CONNS" -d "$DURATION"
