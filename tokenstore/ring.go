@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"os"
+	"sync"
 	"sync/atomic"
 )
 
@@ -125,6 +126,8 @@ type tier struct {
 	arena     []byte                 // every ring's memory; nil: off
 	overwrote atomic.Uint64          // records dropped from the index because the ring overwrote them
 	dict      atomic.Pointer[[]byte] // the compression dictionary (ringrecord.go); set once
+	deflaters sync.Pool              // of *deflater, made with dict
+	inflaters sync.Pool              // of *inflater
 	release   func() error
 }
 

@@ -361,3 +361,32 @@ func TestPutRefusesACachedTokenWithoutItsRefreshToken(t *testing.T) {
 		t.Fatalf("stored %+v, %v", st, err)
 	}
 }
+
+// FuzzRingRecord: any token packs and unpacks to itself (as the cache
+// keeps it), whatever its access token looks like.
+func FuzzRingRecord(f *testing.F) {
+	for _, tok := range ringTokens() {
+		if len(tok.AccessToken) < 4096 {
+			f.Add(tok.Account, tok.Login, tok.AccessToken, tok.KeyHash)
+		}
+	}
+	var tr tier
+	tr.seed = maphash.MakeSeed()
+	f.Fuzz(func(t *testing.T, account, login, access string, kh []byte) {
+		tok := &Token{Account: account, Login: login, AccessToken: access, KeyHash: kh,
+			RefreshToken: "r", Expiry: time.Unix(1e9, 5), IssuedAt: time.Unix(2e9, 0)}
+		k := ukey{account, login}
+		want := packToken(tok)
+		rec, ok := tr.pack(nil, tr.hash(k), want)
+		if !ok {
+			if len(kh) <= 255 {
+				t.Fatalf("not packed: %+v", tok)
+			}
+			return
+		}
+		got := tr.unpack(rec, k)
+		if got == nil || !sameToken(got, want) || got.Authorization() != "Bearer "+access {
+			t.Fatalf("unpacked %+v, want %+v", got, want)
+		}
+	})
+}

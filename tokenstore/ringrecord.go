@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 )
@@ -119,7 +118,7 @@ func (tr *tier) appendJWT(dst []byte, seg [3]string) ([]byte, byte) {
 	hc := append(dec[0], dec[1]...)
 	var flags byte
 	if d := tr.dictionary(hc); d != nil {
-		if c, ok := deflateWith(hc, d); ok && len(c) < len(hc) && len(c) <= math.MaxUint16 {
+		if c, ok := tr.deflate(hc, d); ok && len(c) < len(hc) && len(c) <= math.MaxUint16 {
 			dst = binary.LittleEndian.AppendUint16(dst, uint16(len(c)))
 			dst = append(dst, c...)
 			flags = recDeflated
@@ -147,23 +146,19 @@ func (tr *tier) dictionary(hc []byte) []byte {
 	return *tr.dict.Load()
 }
 
-// deflaters keeps DEFLATE writers, each made with one dictionary: only
-// one dictionary is ever used per tier, and a writer made with another is
-// dropped.
-var deflaters sync.Pool // of *deflater
-
+// deflater is a DEFLATE writer made with the tier's dictionary, kept in
+// the tier's pool to reuse with Reset.
 type deflater struct {
-	w    *flate.Writer
-	dict []byte
-	out  bytes.Buffer
+	w   *flate.Writer
+	out bytes.Buffer
 }
 
-// deflateWith compresses b against dict. The result is valid until the
-// next call on this goroutine's pooled deflater: copy it.
-func deflateWith(b, dict []byte) ([]byte, bool) {
-	df, _ := deflaters.Get().(*deflater)
-	if df == nil || unsafe.SliceData(df.dict) != unsafe.SliceData(dict) {
-		df = &deflater{dict: dict}
+// deflate compresses b against dict, the tier's dictionary. The result is
+// a copy.
+func (tr *tier) deflate(b, dict []byte) ([]byte, bool) {
+	df, _ := tr.deflaters.Get().(*deflater)
+	if df == nil {
+		df = &deflater{}
 		var err error
 		if df.w, err = flate.NewWriterDict(&df.out, flate.BestCompression, dict); err != nil {
 			return nil, false
@@ -178,22 +173,24 @@ func deflateWith(b, dict []byte) ([]byte, bool) {
 		return nil, false
 	}
 	c := bytes.Clone(df.out.Bytes())
-	deflaters.Put(df)
+	tr.deflaters.Put(df)
 	return c, true
 }
 
-// inflaters keeps DEFLATE readers to reuse with Reset.
-var inflaters sync.Pool // of *inflater
-
+// inflater is a DEFLATE reader and the buffer it inflates into, kept in
+// the tier's pool.
 type inflater struct {
 	r   io.ReadCloser
 	src bytes.Reader
+	buf []byte
 }
 
-// inflateInto decompresses c (deflated against dict) into out, which must
-// be exactly the uncompressed length.
-func inflateInto(out, c, dict []byte) bool {
-	in, _ := inflaters.Get().(*inflater)
+// inflate decompresses c (deflated against dict) into in.buf, exactly n
+// bytes, with an inflater from the pool that the caller gives back
+// (tr.inflaters.Put) once done with in.buf. nil if c does not inflate to
+// exactly n bytes.
+func (tr *tier) inflate(c, dict []byte, n int) *inflater {
+	in, _ := tr.inflaters.Get().(*inflater)
 	if in == nil {
 		in = &inflater{}
 		in.src.Reset(c)
@@ -201,18 +198,25 @@ func inflateInto(out, c, dict []byte) bool {
 	} else {
 		in.src.Reset(c)
 		if in.r.(flate.Resetter).Reset(&in.src, dict) != nil {
-			return false
+			return nil
 		}
 	}
-	_, err := io.ReadFull(in.r, out)
-	ok := err == nil
-	if ok { // nothing may follow
-		var one [1]byte
-		n, err := in.r.Read(one[:])
-		ok = n == 0 && err == io.EOF
+	if cap(in.buf) < n {
+		in.buf = make([]byte, n)
 	}
-	inflaters.Put(in)
-	return ok
+	in.buf = in.buf[:n]
+	_, err := io.ReadFull(in.r, in.buf)
+	if err == nil { // nothing may follow
+		var one [1]byte
+		if k, e := in.r.Read(one[:]); k != 0 || e != io.EOF {
+			err = errCorrupt
+		}
+	}
+	if err != nil {
+		tr.inflaters.Put(in)
+		return nil
+	}
+	return in
 }
 
 // unpack decodes rec, user k's record, into a Token laid out as the cache
@@ -258,16 +262,16 @@ func (tr *tier) unpack(rec []byte, k ukey) *Token {
 		return nil
 	}
 	if comp != nil {
-		var scratch [1024]byte
-		hc = scratch[:0]
-		if n[0]+n[1] > len(scratch) {
-			hc = make([]byte, 0, n[0]+n[1])
-		}
-		hc = hc[:n[0]+n[1]]
 		dict := tr.dict.Load()
-		if dict == nil || !inflateInto(hc, comp, *dict) {
+		if dict == nil {
 			return nil
 		}
+		in := tr.inflate(comp, *dict, n[0]+n[1])
+		if in == nil {
+			return nil
+		}
+		defer tr.inflaters.Put(in)
+		hc = in.buf
 	}
 	buf := make([]byte, al+ll+len(bearer)+tokenLen+len(kh))
 	i := copy(buf, acc)
