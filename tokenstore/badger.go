@@ -193,7 +193,10 @@ func Open(o Options) (*Badger, error) {
 	if mem == 0 {
 		mem = DefaultCacheMemory
 	}
-	s.cache.init(o.CacheSize, max(mem, 0))
+	if err := s.cache.init(o.CacheSize, max(mem, 0)); err != nil && o.Logger != nil {
+		o.Logger.Warn("the packed token cache is off; users outside the token cache are read from the store",
+			zap.Int64("cache_memory", mem), zap.Error(err))
+	}
 	if s.secret, err = s.loadSecret(); err != nil {
 		_ = s.cache.close()
 		_ = db.Close()

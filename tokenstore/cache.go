@@ -90,8 +90,10 @@ type cache struct {
 
 // init prepares the cache for at most size tokens (rounded up to a
 // multiple of numShards); 0 (or less) means DefaultCacheSize. memory is
-// the packed tier's size in bytes: 0 means none (the tier is off).
-func (c *cache) init(size int, memory int64) {
+// the packed tier's size in bytes: 0 means none (the tier is off). If the
+// tier's memory cannot be mapped, the cache works without it and init
+// returns why.
+func (c *cache) init(size int, memory int64) (err error) {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
@@ -99,7 +101,9 @@ func (c *cache) init(size int, memory int64) {
 	per := max(1, (size+numShards-1)/numShards)
 	part := memory / numShards / pageBytes * pageBytes
 	if part >= minRing {
-		if a, release, err := mapArena(int(part) * numShards); err == nil {
+		var a []byte
+		var release func() error
+		if a, release, err = mapArena(int(part) * numShards); err == nil {
 			c.tier.arena, c.tier.release = a, release
 		}
 	}
@@ -114,6 +118,7 @@ func (c *cache) init(size int, memory int64) {
 			sh.packed.idx = make(map[uint64]uint64)
 		}
 	}
+	return err
 }
 
 // close gives the packed tier's memory back. No method may be called after.

@@ -43,7 +43,7 @@ type verSeen struct {
 const versionKeep = int64(time.Minute / time.Second)
 
 func (rc *redisCache) init(size int) {
-	rc.c.init(size, 0) // no packed tier: its users could not follow other instances' writes
+	_ = rc.c.init(size, 0) // no packed tier (nothing to map): its users could not follow other instances' writes
 	rc.seed = maphash.MakeSeed()
 	for i := range rc.vers {
 		rc.vers[i].m = make(map[ukey]verSeen)
