@@ -95,7 +95,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
-	r.Header.Set("Authorization", tok.Authorization())
+	setAuthorization(r.Header, tok.Authorization())
 
 	body := h.replayable(r)
 	// The recorder buffers the body of a 401, not its headers: they land in
@@ -141,13 +141,20 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err := h.takeTurn(w, r, br, acct); err != nil {
 		return nil
 	}
-	r.Header.Set("Authorization", fresh.Authorization())
+	setAuthorization(r.Header, fresh.Authorization())
 	rec2 := caddyhttp.NewResponseRecorder(w, nil, nil)
 	if err := next.ServeHTTP(rec2, r); err != nil {
 		return h.upstreamError(w, rec2, err)
 	}
 	h.metrics.request(outcomeServed)
 	return nil
+}
+
+// setAuthorization sets the Authorization header to v, replacing any value
+// the client sent. It is Header.Set without canonicalizing a key that is
+// canonical already.
+func setAuthorization(h http.Header, v string) {
+	h["Authorization"] = []string{v}
 }
 
 // takeTurn waits for the account's turn toward amoCRM. When the queue is

@@ -42,6 +42,12 @@ type metrics struct {
 	storeEvents   *prometheus.CounterVec
 	redisSecs     prometheus.Histogram
 	redisErrors   prometheus.Counter
+
+	// byOutcome and byLookup hold the children of requests and store for
+	// every known label value, so that counting a request costs an atomic
+	// add, not a hash of the label and a lock (written once, then only read).
+	byOutcome map[string]prometheus.Counter
+	byLookup  map[string]prometheus.Counter
 }
 
 const metricsPoolKey = "amobridge.metrics"
@@ -49,7 +55,7 @@ const metricsPoolKey = "amobridge.metrics"
 func newMetrics() *metrics {
 	const ns = "amobridge"
 	latency := []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-	return &metrics{
+	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
 			Help: "Requests seen by amocrm_auth, by outcome."}, []string{"outcome"}),
 		store: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "store_lookups_total",
@@ -86,6 +92,29 @@ func newMetrics() *metrics {
 		oldestRefresh: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_refresh_token_age_seconds",
 			Help: "Age of the oldest live refresh token (amoCRM kills one unused for 3 months; keep_alive refreshes it sooner)."}),
 	}
+	m.byOutcome = children(m.requests, outcomePassed, outcomeServed, outcomeAuthPHP, outcomeRejected,
+		outcomeMalformed, outcomeLimited, outcomeFailed, outcomeCallback)
+	m.byLookup = children(m.store, "hit", "miss")
+	return m
+}
+
+// children returns vec's counters for the given label values (which also
+// makes them exported at 0 before their first count).
+func children(vec *prometheus.CounterVec, values ...string) map[string]prometheus.Counter {
+	out := make(map[string]prometheus.Counter, len(values))
+	for _, v := range values {
+		out[v] = vec.WithLabelValues(v)
+	}
+	return out
+}
+
+// count adds one to the child of vec for value, taken from known when it is there.
+func count(vec *prometheus.CounterVec, known map[string]prometheus.Counter, value string) {
+	if c, ok := known[value]; ok {
+		c.Inc()
+		return
+	}
+	vec.WithLabelValues(value).Inc()
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
@@ -124,7 +153,7 @@ func releaseMetrics() { _, _ = backends.Delete(metricsPoolKey) }
 
 func (m *metrics) request(outcome string) {
 	if m != nil {
-		m.requests.WithLabelValues(outcome).Inc()
+		count(m.requests, m.byOutcome, outcome)
 	}
 }
 
@@ -154,7 +183,7 @@ func (m *metrics) observe(event, result string, d time.Duration) {
 	}
 	switch event {
 	case "lookup":
-		m.store.WithLabelValues(result).Inc()
+		count(m.store, m.byLookup, result)
 	case "exchange":
 		m.exchanges.WithLabelValues(result).Inc()
 		if d > 0 {

@@ -17,7 +17,6 @@ func safeError(err error) string {
 	return err.Error()
 }
 
-// clientIP is the remote address without the port, for auth.php's error answer.
 // clientIP is the request's client address: Caddy's client IP (which
 // honours trusted_proxies), else the peer's.
 func clientIP(r *http.Request) string {
