@@ -97,7 +97,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	setAuthorization(r.Header, tok.Authorization())
 
-	body := h.replayable(r)
+	body, shouldBuffer := h.replayable(r)
 	// The recorder buffers the body of a 401, not its headers: they land in
 	// w's header map. Keep what was there, to start the replay from it.
 	var before headerSnapshot
@@ -105,9 +105,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	rec := caddyhttp.NewResponseRecorder(w, buf, func(status int, _ http.Header) bool {
-		return status == http.StatusUnauthorized && body.ok()
-	})
+	rec := caddyhttp.NewResponseRecorder(w, buf, shouldBuffer)
 	err := next.ServeHTTP(rec, r)
 	if err != nil {
 		return h.upstreamError(w, rec, err)
@@ -278,29 +276,36 @@ func asLegacy(err error) *legacy.Error {
 // replayBody keeps what the next handler read of a request body, up to the
 // limit, so that the request can be sent again after a 401.
 type replayBody struct {
-	rc      io.ReadCloser
-	buf     []byte
-	limit   int64
-	over    bool
-	started bool
+	rc    io.ReadCloser
+	buf   []byte
+	limit int64
+	over  bool
 }
 
-func (h *Handler) replayable(r *http.Request) *replayBody {
-	b := &replayBody{limit: h.stripOpts.MaxBody}
-	if r.Body == nil || r.Body == http.NoBody {
-		return b
+// inMemory is the replayBody of a request without a body or with a body
+// held in memory (GetBody): there is nothing to record, and it is never
+// written, so every such request shares it.
+var inMemory = &replayBody{}
+
+// buffer401 is the recorder's ShouldBufferFunc for a request that can be
+// replayed whatever happens to its body.
+func buffer401(status int, _ http.Header) bool { return status == http.StatusUnauthorized }
+
+// replayable returns what forward needs to replay r after a 401: the
+// recorded body, and when to buffer the response.
+func (h *Handler) replayable(r *http.Request) (*replayBody, caddyhttp.ShouldBufferFunc) {
+	if r.Body == nil || r.Body == http.NoBody || r.GetBody != nil {
+		// No body, or in memory already (legacy read it).
+		return inMemory, buffer401
 	}
-	if r.GetBody != nil { // the body is in memory already (legacy read it)
-		b.rc = nil
-		return b
-	}
-	b.rc = r.Body
+	b := &replayBody{rc: r.Body, limit: h.stripOpts.MaxBody}
 	r.Body = b
-	return b
+	return b, func(status int, _ http.Header) bool {
+		return status == http.StatusUnauthorized && b.ok()
+	}
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
-	b.started = true
 	n, err := b.rc.Read(p)
 	if n > 0 && !b.over {
 		if int64(len(b.buf)+n) > b.limit {
