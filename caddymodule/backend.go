@@ -213,5 +213,28 @@ func (b *backend) Destruct() error {
 	return errors.Join(errs...)
 }
 
+// storeStats are what an open store tells about its memory.
+type storeStats struct {
+	cache tokenstore.CacheStats
+	pager tokenstore.PagerStats // zero for a Redis store
+}
+
+// stats returns the store's cache and pager figures; ok is false while the
+// store is not open, or once it is closed.
+func (b *backend) stats() (st storeStats, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.store == nil || b.closed {
+		return st, false
+	}
+	if s, ok := b.store.(interface{ CacheStats() tokenstore.CacheStats }); ok {
+		st.cache = s.CacheStats()
+	}
+	if s, ok := b.store.(interface{ PagerStats() tokenstore.PagerStats }); ok {
+		st.pager = s.PagerStats()
+	}
+	return st, true
+}
+
 // Interface guard
 var _ caddy.Destructor = (*backend)(nil)

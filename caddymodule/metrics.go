@@ -42,6 +42,7 @@ type metrics struct {
 	storeEvents   *prometheus.CounterVec
 	redisSecs     prometheus.Histogram
 	redisErrors   prometheus.Counter
+	stores        storeCollector
 
 	// byOutcome and byLookup hold the children of requests and store for
 	// every known label value, so that counting a request costs an atomic
@@ -92,6 +93,7 @@ func newMetrics() *metrics {
 		oldestRefresh: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_refresh_token_age_seconds",
 			Help: "Age of the oldest live refresh token (amoCRM kills one unused for 3 months; keep_alive refreshes it sooner)."}),
 	}
+	m.stores = newStoreCollector(ns)
 	m.byOutcome = children(m.requests, outcomePassed, outcomeServed, outcomeAuthPHP, outcomeRejected,
 		outcomeMalformed, outcomeLimited, outcomeFailed, outcomeCallback)
 	m.byLookup = children(m.store, "hit", "miss")
@@ -120,7 +122,74 @@ func count(vec *prometheus.CounterVec, known map[string]prometheus.Counter, valu
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.store, m.exchanges, m.refreshes, m.replays,
 		m.rateWaits, m.rateWaitSecs, m.rateRejects, m.exchangeSecs, m.refreshSecs, m.tokens, m.oldestRefresh,
-		m.lockWaitSecs, m.storeEvents, m.redisSecs, m.redisErrors}
+		m.lockWaitSecs, m.storeEvents, m.redisSecs, m.redisErrors, m.stores}
+}
+
+// storeCollector exports the memory figures of the token stores open in
+// this process, read from them at each scrape and summed over them (one
+// store per integration): how full the token cache and the packed cache
+// are, to size cache_size and cache_memory, and the stores' mapped tables
+// against table_memory.
+type storeCollector struct {
+	cached, evictions, packed, packedUsed, packedSize, dropped, mapped, released *prometheus.Desc
+}
+
+func newStoreCollector(ns string) storeCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(ns+"_"+name, help, nil, nil)
+	}
+	return storeCollector{
+		cached:     desc("token_cache_users", "Users whose tokens the token cache holds (at most cache_size per store)."),
+		evictions:  desc("token_cache_evictions_total", "Users the token cache evicted to make room for others."),
+		packed:     desc("packed_cache_users", "Users in the packed cache (badger: every user read or written since the start, until cache_memory is full)."),
+		packedUsed: desc("packed_cache_bytes", "Bytes of the packed cache written (badger; at most cache_memory)."),
+		packedSize: desc("packed_cache_size_bytes", "The packed cache's size, cache_memory (badger; 0 when off)."),
+		dropped:    desc("packed_cache_dropped_total", "Users the full packed cache let go, overwritten by newer records (badger): raise cache_memory if this grows."),
+		mapped:     desc("store_mapped_resident_bytes", "Resident pages of the stores' memory-mapped tables at the last measurement (badger, with table_memory on; Linux)."),
+		released:   desc("store_mapped_released_bytes_total", "Bytes of mapped table pages the stores asked the kernel to reclaim to stay under table_memory (badger)."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cached, c.evictions, c.packed, c.packedUsed, c.packedSize, c.dropped, c.mapped, c.released} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	var sum storeStats
+	for _, b := range openBackends() {
+		st, ok := b.stats()
+		if !ok {
+			continue
+		}
+		sum.cache.Cached += st.cache.Cached
+		sum.cache.Evictions += st.cache.Evictions
+		sum.cache.Packed += st.cache.Packed
+		sum.cache.PackedUsed += st.cache.PackedUsed
+		sum.cache.PackedSize += st.cache.PackedSize
+		sum.cache.Dropped += st.cache.Dropped
+		sum.pager.Resident += st.pager.Resident
+		sum.pager.Released += st.pager.Released
+	}
+	for _, m := range []struct {
+		d *prometheus.Desc
+		t prometheus.ValueType
+		v float64
+	}{
+		{c.cached, prometheus.GaugeValue, float64(sum.cache.Cached)},
+		{c.evictions, prometheus.CounterValue, float64(sum.cache.Evictions)},
+		{c.packed, prometheus.GaugeValue, float64(sum.cache.Packed)},
+		{c.packedUsed, prometheus.GaugeValue, float64(sum.cache.PackedUsed)},
+		{c.packedSize, prometheus.GaugeValue, float64(sum.cache.PackedSize)},
+		{c.dropped, prometheus.CounterValue, float64(sum.cache.Dropped)},
+		{c.mapped, prometheus.GaugeValue, float64(sum.pager.Resident)},
+		{c.released, prometheus.CounterValue, float64(sum.pager.Released)},
+	} {
+		ch <- prometheus.MustNewConstMetric(m.d, m.t, m.v)
+	}
 }
 
 // Destruct satisfies caddy.Destructor for the usage pool.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -481,6 +482,11 @@ func definedMetrics(t *testing.T, path string) map[string]bool {
 			out[name] = true
 		}
 	}
+	// The collector of the stores' figures (storeCollector) names its
+	// metrics through desc("name", help).
+	for _, m := range regexp.MustCompile(`\bdesc\("([a-z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
+		out["amobridge_"+m[1]] = true
+	}
 	if len(out) < 5 {
 		t.Fatalf("%s: found only %d metrics; has the file's shape changed?", path, len(out))
 	}
@@ -524,4 +530,70 @@ func TestMetricsTokenCensus(t *testing.T) {
 		t.Error("amobridge_oldest_refresh_token_age_seconds is missing")
 	}
 	e.AssertNoViolations()
+}
+
+// TestMetricsStoreMemory: the store's caches are exported at each scrape
+// (amobridge_token_cache_users, amobridge_packed_cache_*), so that an
+// operator can size cache_size and cache_memory: each user served once is
+// in both caches, the packed cache has the default cache_memory, and
+// nothing was evicted or dropped.
+func TestMetricsStoreMemory(t *testing.T) {
+	needCaddy(t)
+	others := newOpsUsers(t, "memory", 2)
+	e := NewEnv(t, EnvOptions{Fake: addToFake(others, nil), Site: func(s *SiteConfig) { s.Extra = "rate_limit 0" }})
+	tr := &transcript{}
+	before := scrapeMetrics(e, tr)
+	for _, name := range []string{"amobridge_token_cache_users", "amobridge_token_cache_evictions_total",
+		"amobridge_packed_cache_users", "amobridge_packed_cache_bytes", "amobridge_packed_cache_size_bytes",
+		"amobridge_packed_cache_dropped_total", "amobridge_store_mapped_resident_bytes",
+		"amobridge_store_mapped_released_bytes_total"} {
+		if !before.has(name) {
+			t.Errorf("/metrics does not export %s", name)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		if got := before.get("amobridge_packed_cache_size_bytes"); got != 1<<30 {
+			t.Errorf("amobridge_packed_cache_size_bytes = %v; want 1 GiB, the default cache_memory", got)
+		}
+	}
+
+	queries := []string{e.LegacyQuery("")}
+	for _, u := range others {
+		queries = append(queries, legacyQueryFor(u.Login, u.Key))
+	}
+	for round := 0; round < 2; round++ {
+		for _, q := range queries {
+			r := e.Get("/api/v2/account?" + q)
+			tr.addResponse("legacy request", r)
+			if r.Status != http.StatusOK {
+				t.Fatalf("legacy request: status %d; body %s", r.Status, r.Body)
+			}
+		}
+	}
+
+	after := scrapeMetrics(e, tr)
+	users := float64(len(queries))
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"amobridge_token_cache_users", users},
+		{"amobridge_packed_cache_users", users},
+		{"amobridge_token_cache_evictions_total", 0},
+		{"amobridge_packed_cache_dropped_total", 0},
+	} {
+		if got := after.get(c.name) - before.get(c.name); got != c.want {
+			t.Errorf("%s moved by %v; want %v", c.name, got, c.want)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		// A packed user is a few hundred bytes: the fake's tokens are short.
+		if grew := after.get("amobridge_packed_cache_bytes") - before.get("amobridge_packed_cache_bytes"); grew < 50*users || grew > 4096*users {
+			t.Errorf("amobridge_packed_cache_bytes grew by %v for %v users; want 50-4096 bytes each", grew, users)
+		}
+	}
+	assertCleanMetrics(t, e, after, others)
+	for _, x := range tr.all() {
+		e.AssertNoSecrets(x.where, x.text)
+	}
 }

@@ -302,6 +302,9 @@ func (s *Badger) Close() error {
 // under Options.TableMemory.
 func (s *Badger) PagerStats() PagerStats { return s.pager.stats() }
 
+// CacheStats returns the occupancy of the token cache and the packed cache.
+func (s *Badger) CacheStats() CacheStats { return s.cache.stats() }
+
 // enter marks the start of an operation that uses the database; it fails
 // with ErrClosed once Close has begun. Every successful enter needs an exit.
 func (s *Badger) enter() error {

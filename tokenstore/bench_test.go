@@ -142,9 +142,9 @@ func benchGetEvicted(b *testing.B, cacheMemory int64) {
 	}
 	b.StopTimer()
 	st := s.cache.stats()
-	b.ReportMetric(float64(st.evicted-before.evicted)/float64(b.N), "evictions/op")
-	if st.packed > 0 {
-		b.ReportMetric(float64(st.used)/float64(st.packed), "packed-B/user")
+	b.ReportMetric(float64(st.Evictions-before.Evictions)/float64(b.N), "evictions/op")
+	if st.Packed > 0 {
+		b.ReportMetric(float64(st.PackedUsed)/float64(st.Packed), "packed-B/user")
 	}
 }
 

@@ -141,29 +141,30 @@ func (c *cache) shard(k ukey) *shard {
 	return &c.shards[c.tier.hash(k)%numShards]
 }
 
-// cacheStats are the token cache's counters.
-type cacheStats struct {
-	cached  int    // users whose *Token is cached
-	evicted uint64 // users evicted from that cache
-	packed  int    // users in the packed tier
-	used    int64  // bytes of the packed tier written (up to its size)
-	size    int64  // the packed tier's size: 0 when it is off
-	dropped uint64 // users the packed tier dropped, overwritten by newer records
+// CacheStats are the occupancy of a store's in-memory caches, for metrics
+// and for sizing cache_size and cache_memory.
+type CacheStats struct {
+	Cached     int    // users whose tokens the token cache holds (at most cache_size)
+	Evictions  uint64 // users the token cache evicted to make room, since the start
+	Packed     int    // users in the packed cache
+	PackedUsed int64  // bytes of the packed cache written so far (at most PackedSize)
+	PackedSize int64  // the packed cache's size (cache_memory); 0 when it is off
+	Dropped    uint64 // users the packed cache let go, overwritten by newer records
 }
 
 // stats returns the cache's counters.
-func (c *cache) stats() (st cacheStats) {
+func (c *cache) stats() (st CacheStats) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.RLock()
-		st.cached += len(sh.pos)
-		st.packed += len(sh.packed.idx)
-		st.used += int64(min(sh.packed.head, uint64(len(sh.packed.buf))))
-		st.size += int64(len(sh.packed.buf))
+		st.Cached += len(sh.pos)
+		st.Packed += len(sh.packed.idx)
+		st.PackedUsed += int64(min(sh.packed.head, uint64(len(sh.packed.buf))))
+		st.PackedSize += int64(len(sh.packed.buf))
 		sh.mu.RUnlock()
-		st.evicted += sh.evictions.Load()
+		st.Evictions += sh.evictions.Load()
 	}
-	st.dropped = c.tier.overwrote.Load()
+	st.Dropped = c.tier.overwrote.Load()
 	return st
 }
 

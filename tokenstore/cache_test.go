@@ -320,7 +320,7 @@ func TestCacheBound(t *testing.T) {
 		}
 	}
 	st := s.cache.stats()
-	cached, evicted := st.cached, st.evicted
+	cached, evicted := st.Cached, st.Evictions
 	if cached > size || cached < size/2 {
 		t.Fatalf("%d tokens cached, bound %d", cached, size)
 	}

@@ -276,6 +276,10 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 	return s, nil
 }
 
+// CacheStats returns the occupancy of the token cache (a Redis store has no
+// packed cache).
+func (s *Redis) CacheStats() CacheStats { return s.cache.c.stats() }
+
 // Close persists last-use times (best effort: at most a few seconds),
 // stops the listener and closes the connections. Every method called
 // after Close returns ErrClosed (Close too), except HashKey.

@@ -132,7 +132,7 @@ func TestRingServesEvictedUsers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := s.cache.stats(); st.packed != users || st.cached > numShards {
+	if st := s.cache.stats(); st.Packed != users || st.Cached > numShards {
 		t.Fatalf("after the Puts: %+v", st)
 	}
 	reads := s.reads.Load()
@@ -171,8 +171,8 @@ func TestRingServesEvictedUsers(t *testing.T) {
 			deleted++
 		}
 	}
-	if st := s.cache.stats(); st.packed != users-deleted {
-		t.Fatalf("after %d deletes the packed tier holds %d users, want %d", deleted, st.packed, users-deleted)
+	if st := s.cache.stats(); st.Packed != users-deleted {
+		t.Fatalf("after %d deletes the packed tier holds %d users, want %d", deleted, st.Packed, users-deleted)
 	}
 	for i, want := range toks {
 		got, err := s.Get(bg, "acme", userLogin(i))
@@ -217,12 +217,12 @@ func TestRingWrapsAndStaysBounded(t *testing.T) {
 		}
 	}
 	st := s.cache.stats()
-	if st.dropped == 0 || st.used != st.size || st.size != part*numShards {
+	if st.Dropped == 0 || st.PackedUsed != st.PackedSize || st.PackedSize != part*numShards {
 		t.Fatalf("the tier did not wrap: %+v", st)
 	}
 	// At most two laps of records (sweep), each at least 400 bytes.
-	if limit := 2 * int(st.size) / 400; st.packed > limit {
-		t.Fatalf("%d users indexed in a %d-byte tier (at most %d)", st.packed, st.size, limit)
+	if limit := 2 * int(st.PackedSize) / 400; st.Packed > limit {
+		t.Fatalf("%d users indexed in a %d-byte tier (at most %d)", st.Packed, st.PackedSize, limit)
 	}
 	t.Logf("%+v", st)
 }
