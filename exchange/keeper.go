@@ -1,6 +1,8 @@
 package exchange
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,13 +54,13 @@ func (b *Broker) keepOnce() int {
 		return 0
 	}
 	b.lastScan = now
-	type stale struct{ account, login, access string }
+	type stale struct{ account, login string }
 	var todo []stale
 	var counts TokenCounts
-	err := b.store.List(ctx, func(t *tokenstore.Token) error {
-		counts.add(t, now, c.RefreshAhead, c.KeepAlive)
-		if t.Refreshable() && now.Sub(t.IssuedAt) > c.KeepAlive {
-			todo = append(todo, stale{t.Account, t.Login, t.AccessToken})
+	err := b.summaries(ctx, func(s tokenstore.Summary) error {
+		counts.add(s, now, c.RefreshAhead, c.KeepAlive)
+		if s.Refreshable && now.Sub(s.IssuedAt) > c.KeepAlive {
+			todo = append(todo, stale{s.Account, s.Login})
 		}
 		return ctx.Err()
 	})
@@ -87,7 +89,19 @@ func (b *Broker) keepOnce() int {
 			c.Logger.Warn("keeper skips a stale pair: the account's API base is unknown", userFields(s.account, s.login)...)
 			continue
 		}
-		if _, err := b.refresh(ctx, Account{Name: s.account, BaseURL: base}, s.login, s.access); err != nil {
+		// The refresh spends the pair only if the access token is still
+		// the one read now (another refresh may have come first).
+		t, err := b.store.Get(ctx, s.account, s.login)
+		if err != nil {
+			if !errors.Is(err, tokenstore.ErrNotFound) && ctx.Err() == nil {
+				c.Logger.Warn("keeper cannot read a stale pair", append(userFields(s.account, s.login), zap.Error(err))...)
+			}
+			continue // deleted since the census, or the store is out of reach
+		}
+		if now.Sub(t.IssuedAt) <= c.KeepAlive {
+			continue // refreshed since the census
+		}
+		if _, err := b.refresh(ctx, Account{Name: s.account, BaseURL: base}, s.login, t.AccessToken); err != nil {
 			c.Logger.Warn("keeper could not refresh a stale pair", append(userFields(s.account, s.login), zap.Error(err))...)
 			continue
 		}
@@ -95,6 +109,18 @@ func (b *Broker) keepOnce() int {
 	}
 	b.sweep(c)
 	return n
+}
+
+// summaries calls fn with every stored pair's summary: through the store's
+// Summaries where it has one (Badger: the records are read in place), else
+// through List.
+func (b *Broker) summaries(ctx context.Context, fn func(tokenstore.Summary) error) error {
+	if s, ok := b.store.(interface {
+		Summaries(context.Context, func(tokenstore.Summary) error) error
+	}); ok {
+		return s.Summaries(ctx, fn)
+	}
+	return b.store.List(ctx, func(t *tokenstore.Token) error { return fn(t.Summary()) })
 }
 
 // sweep has the store drop expired records and persist last-use times.
@@ -122,9 +148,9 @@ type TokenCounts struct {
 	OldestRefresh time.Duration
 }
 
-func (tc *TokenCounts) add(t *tokenstore.Token, now time.Time, ahead, keepAlive time.Duration) {
+func (tc *TokenCounts) add(t tokenstore.Summary, now time.Time, ahead, keepAlive time.Duration) {
 	switch {
-	case !t.Refreshable():
+	case !t.Refreshable:
 		tc.Dead++
 		return
 	case !now.Before(t.Expiry):

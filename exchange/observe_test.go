@@ -74,7 +74,7 @@ func TestTokenCounts(t *testing.T) {
 		{RefreshToken: "r", Expiry: now.Add(-time.Minute), IssuedAt: now.Add(-40 * 24 * time.Hour)},
 		{RefreshToken: "", Expiry: now.Add(time.Hour), IssuedAt: now.Add(-100 * 24 * time.Hour)},
 	} {
-		tc.add(tok, now, ahead, keep)
+		tc.add(tok.Summary(), now, ahead, keep)
 	}
 	want := TokenCounts{Fresh: 1, RefreshDue: 1, Expired: 1, Dead: 1, KeepAlive: 1, OldestRefresh: 40 * 24 * time.Hour}
 	if tc != want {

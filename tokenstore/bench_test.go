@@ -32,6 +32,28 @@ func realisticToken(r *rand.Rand, account, login string) *Token {
 	}
 }
 
+// diskStore is an encrypted store on disk holding n amoCRM-sized users,
+// written straight to the database (none cached), with a token cache of one
+// user and the given cache_memory; closed at the end of the benchmark.
+func diskStore(b *testing.B, n int, cacheMemory int64) *Badger {
+	s, err := Open(Options{Path: b.TempDir(), EncryptionKey: make([]byte, 32), CacheSize: 1, CacheMemory: cacheMemory})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	r := rand.New(rand.NewPCG(1, 2))
+	wb := s.db.NewWriteBatch()
+	for i := 0; i < n; i++ {
+		if err := wb.Set(pairKey(prefixToken, "acme", userLogin(i)), encodeToken(realisticToken(r, "acme", userLogin(i)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 func userLogin(i int) string { return "user" + strconv.Itoa(i) + "@example.com" }
 
 // benchStore is an in-memory store holding n users, all cached.
@@ -107,22 +129,8 @@ func benchGetEvicted(b *testing.B, cacheMemory int64) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_EVICTED_USERS")); err == nil && v > 0 {
 		users = v
 	}
-	dir := b.TempDir()
-	s, err := Open(Options{Path: dir, EncryptionKey: make([]byte, 32), CacheSize: 1, CacheMemory: cacheMemory})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	r := rand.New(rand.NewPCG(1, 2))
-	wb := s.db.NewWriteBatch()
-	for i := 0; i < users; i++ {
-		if err := wb.Set(pairKey(prefixToken, "acme", userLogin(i)), encodeToken(realisticToken(r, "acme", userLogin(i)))); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		b.Fatal(err)
-	}
+	s := diskStore(b, users, cacheMemory)
+	r := rand.New(rand.NewPCG(3, 4))
 	logins := make([]string, users)
 	for i := range logins {
 		logins[i] = userLogin(i)
@@ -398,4 +406,35 @@ func rss() uint64 {
 		return 0
 	}
 	return res * uint64(os.Getpagesize())
+}
+
+// BenchmarkList: a census of every stored pair, through List (each token
+// decoded) and through Summaries (what the keeper reads); reported per user
+// (20,000 amoCRM-sized users, encrypted, on disk).
+func BenchmarkList(b *testing.B) {
+	b.Run("tokens", func(b *testing.B) {
+		benchList(b, func(s *Badger, count func()) error {
+			return s.List(bg, func(*Token) error { count(); return nil })
+		})
+	})
+	b.Run("summaries", func(b *testing.B) {
+		benchList(b, func(s *Badger, count func()) error {
+			return s.Summaries(bg, func(Summary) error { count(); return nil })
+		})
+	})
+}
+
+func benchList(b *testing.B, list func(s *Badger, count func()) error) {
+	const users = 20000
+	s := diskStore(b, users, -1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := list(s, func() { n++ }); err != nil || n != users {
+			b.Fatalf("listed %d of %d: %v", n, users, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*users), "ns/user")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Records are stored in a small binary format rather than JSON: JSON
@@ -51,6 +52,25 @@ func decodeToken(v []byte) (*Token, error) {
 		return nil, d.err
 	}
 	return t, nil
+}
+
+// decodeSummary decodes what a census needs of a token record, reading the
+// record in place: only the account and the login are copied.
+func decodeSummary(v []byte) (Summary, error) {
+	var d decoder
+	d.view(v)
+	account, login := d.str(), d.str()
+	d.str() // key hash
+	d.str() // access token
+	refresh := d.str()
+	expiry, issued := d.time(), d.time()
+	d.time() // last use: checked as decodeToken checks it
+	if d.err != nil {
+		return Summary{}, d.err
+	}
+	names := account + login // one copy of both, out of v
+	return Summary{Account: names[:len(account)], Login: names[len(account):],
+		Refreshable: refresh != "", Expiry: expiry, IssuedAt: issued}, nil
 }
 
 func encodeSession(s Session) []byte {
@@ -163,15 +183,29 @@ type decoder struct {
 
 func newDecoder(v []byte) *decoder {
 	d := &decoder{}
+	if d.check(v) {
+		d.s = string(v[1:])
+	}
+	return d
+}
+
+// view sets d to decode v in place: the strings it returns share v's
+// memory and are valid only as long as v is (copy what must outlive it).
+func (d *decoder) view(v []byte) {
+	if d.check(v) && len(v) > 1 {
+		d.s = unsafe.String(&v[1], len(v)-1)
+	}
+}
+
+// check checks v's version byte.
+func (d *decoder) check(v []byte) bool {
 	switch {
 	case len(v) == 0:
 		d.err = fmt.Errorf("%w: empty", errCorrupt)
 	case v[0] != codecVersion:
 		d.err = fmt.Errorf("%w: unknown version %d", errCorrupt, v[0])
-	default:
-		d.s = string(v[1:])
 	}
-	return d
+	return d.err == nil
 }
 
 func (d *decoder) fail(what string) {

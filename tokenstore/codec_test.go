@@ -60,7 +60,17 @@ func FuzzDecodeToken(f *testing.F) {
 	f.Add(encodeToken(testToken("acme", "a")))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		tok, err := decodeToken(v)
+		// decodeSummary reads the same record in place: it accepts what
+		// decodeToken accepts, and agrees with it.
+		sum, serr := decodeSummary(v)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("decodeToken: %v; decodeSummary: %v", err, serr)
+		}
 		if err == nil {
+			if w := tok.Summary(); sum.Account != w.Account || sum.Login != w.Login || sum.Refreshable != w.Refreshable ||
+				!sum.Expiry.Equal(w.Expiry) || !sum.IssuedAt.Equal(w.IssuedAt) {
+				t.Fatalf("decodeSummary: %+v; decodeToken's: %+v", sum, w)
+			}
 			if again, err := decodeToken(encodeToken(tok)); err != nil || !sameToken(again, tok) {
 				t.Fatalf("re-encoding %+v: %+v, %v", tok, again, err)
 			}

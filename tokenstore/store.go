@@ -57,6 +57,21 @@ type Token struct {
 // not this copy carries it (see RefreshToken).
 func (t *Token) Refreshable() bool { return t.RefreshToken != "" || t.elided }
 
+// Summary is what a census of the stored pairs needs of one: whose it is,
+// whether it can be refreshed, and its times; no token, no key hash.
+type Summary struct {
+	Account     string
+	Login       string
+	Refreshable bool      // the pair has a refresh token (see Token.Refreshable)
+	Expiry      time.Time // the access token's expiry
+	IssuedAt    time.Time // when the pair was obtained (exchange or refresh)
+}
+
+// Summary returns t's summary.
+func (t *Token) Summary() Summary {
+	return Summary{Account: t.Account, Login: t.Login, Refreshable: t.Refreshable(), Expiry: t.Expiry, IssuedAt: t.IssuedAt}
+}
+
 // errElided is returned by a write of a token copied from the cache that
 // lacks the refresh token the pair has: writing it would lose that token.
 var errElided = errors.New("tokenstore: the token, served from the cache, does not carry its refresh token; " +

@@ -154,6 +154,37 @@ func (s *Badger) Delete(ctx context.Context, account, login string) error {
 // List calls fn for every token in the database, each a fresh copy that fn
 // may keep. LastUsed includes uses recorded by Touch and not yet persisted.
 func (s *Badger) List(ctx context.Context, fn func(*Token) error) error {
+	return s.scanTokens(ctx, func(v []byte) error {
+		t, err := decodeToken(v)
+		if err != nil {
+			return fmt.Errorf("tokenstore: list tokens: %w", err)
+		}
+		k := ukey{t.Account, t.Login}
+		if lu := s.cache.shard(k).lastUsed(k, t); lu > nanos(t.LastUsed) {
+			t.LastUsed = time.Unix(0, lu)
+		}
+		return fn(t)
+	})
+}
+
+// Summaries calls fn for every stored pair's summary, in no particular
+// order, until fn returns an error, which Summaries then returns. It reads
+// what List reads but copies only the names out of each record: a census
+// of a large store makes a fraction of List's garbage (BenchmarkList).
+func (s *Badger) Summaries(ctx context.Context, fn func(Summary) error) error {
+	return s.scanTokens(ctx, func(v []byte) error {
+		sum, err := decodeSummary(v)
+		if err != nil {
+			return fmt.Errorf("tokenstore: list summaries: %w", err)
+		}
+		return fn(sum)
+	})
+}
+
+// scanTokens calls each with every token record, in key order, until each
+// returns an error, which scanTokens then returns. v is valid only during
+// the call.
+func (s *Badger) scanTokens(ctx context.Context, each func(v []byte) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -169,19 +200,7 @@ func (s *Badger) List(ctx context.Context, fn func(*Token) error) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var t *Token
-			err := it.Item().Value(func(v []byte) (err error) {
-				t, err = decodeToken(v)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("tokenstore: list tokens: %w", err)
-			}
-			k := ukey{t.Account, t.Login}
-			if lu := s.cache.shard(k).lastUsed(k, t); lu > nanos(t.LastUsed) {
-				t.LastUsed = time.Unix(0, lu)
-			}
-			if err := fn(t); err != nil {
+			if err := it.Item().Value(each); err != nil {
 				return err
 			}
 		}

@@ -210,6 +210,69 @@ func TestListReadsDatabase(t *testing.T) {
 	}
 }
 
+// TestSummariesMatchList: Summaries gives, for every stored pair, what
+// List's token says (a dead pair without a refresh token, zero times, names
+// of any bytes, a user only in the database), stops at fn's error, and
+// refuses a corrupt record as List does.
+func TestSummariesMatchList(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir, make([]byte, 32))
+	defer func() { _ = s.Close() }()
+	now := time.Unix(1_800_000_000, 123)
+	toks := []*Token{
+		testToken("acme", "a@example.com"),
+		{Account: "acme", Login: "dead@example.com", KeyHash: []byte{1}, AccessToken: "x", Expiry: now, IssuedAt: now.Add(-time.Hour)},
+		{Account: "acme", Login: "zero@example.com", KeyHash: []byte{2}, AccessToken: "y", RefreshToken: "r"},
+		{Account: "b\x00\xff", Login: "\u00e9\x01@x", KeyHash: []byte{3}, AccessToken: "z", RefreshToken: "r", Expiry: now.Add(time.Hour), IssuedAt: now},
+	}
+	for _, tok := range toks {
+		if err := s.Put(bg, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]Summary{}
+	if err := s.List(bg, func(tok *Token) error { want[tok.Account+"/"+tok.Login] = tok.Summary(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Summary{}
+	if err := s.Summaries(bg, func(sum Summary) error { got[sum.Account+"/"+sum.Login] = sum; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != len(toks) || len(got) != len(want) {
+		t.Fatalf("List saw %d pairs, Summaries %d; %d stored", len(want), len(got), len(toks))
+	}
+	for k, w := range want {
+		g := got[k]
+		if g.Account != w.Account || g.Login != w.Login || g.Refreshable != w.Refreshable ||
+			!g.Expiry.Equal(w.Expiry) || !g.IssuedAt.Equal(w.IssuedAt) {
+			t.Errorf("%q: Summaries gave %+v, List's token %+v", k, g, w)
+		}
+	}
+	if got["acme/dead@example.com"].Refreshable || !got["acme/a@example.com"].Refreshable {
+		t.Errorf("Refreshable wrong: %+v", got)
+	}
+
+	stop := errors.New("stop")
+	n := 0
+	if err := s.Summaries(bg, func(Summary) error { n++; return stop }); err != stop || n != 1 {
+		t.Fatalf("Summaries with a failing fn: err = %v after %d calls, want stop after 1", err, n)
+	}
+
+	// A record cut short: an error, not a panic, from both.
+	rec := encodeToken(testToken("acme", "cut@example.com"))
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(pairKey(prefixToken, "acme", "cut@example.com"), rec[:len(rec)-5])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Summaries(bg, func(Summary) error { return nil }); !errors.Is(err, errCorrupt) {
+		t.Errorf("Summaries over a corrupt record: %v, want errCorrupt", err)
+	}
+	if err := s.List(bg, func(*Token) error { return nil }); !errors.Is(err, errCorrupt) {
+		t.Errorf("List over a corrupt record: %v, want errCorrupt", err)
+	}
+}
+
 // TestTouchPersisted: Touch is visible in List at once, written by Sweep,
 // and survives a restart; Close persists it too.
 func TestTouchPersisted(t *testing.T) {
