@@ -27,9 +27,23 @@ func (b *badgerLogger) Errorf(f string, v ...any) {
 }
 
 func (b *badgerLogger) Warningf(f string, v ...any) {
-	if b.l != nil {
-		b.l.Warn(badgerMessage(f, v))
+	if b.l == nil {
+		return
 	}
+	if cacheReport(f) {
+		b.l.Debug(badgerMessage(f, v))
+		return
+	}
+	b.l.Warn(badgerMessage(f, v))
+}
+
+// cacheReport tells whether f is Badger's minutely report that its block
+// or index cache has a low hit ratio. The block cache is small on purpose
+// (the token caches serve repeated reads; Badger sees mostly one-off reads
+// of users outside them, and the keeper's scans), so the report is
+// expected, not a fault to warn an operator of.
+func cacheReport(f string) bool {
+	return strings.HasPrefix(f, "%s might be too small. Metrics:") || strings.HasPrefix(f, "Cache life expectancy")
 }
 
 func (*badgerLogger) Infof(string, ...any)  {}
